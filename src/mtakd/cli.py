@@ -1,0 +1,169 @@
+"""``mtakd <verb>``: thin subcommands, each calling one library function.
+
+User mistakes (bad config, bad audio, bad checkpoint) print one line ``mtakd: error: ...``
+and exit 2; nothing a user owns is overwritten.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", help="YAML config (see configs/); defaults apply where silent")
+    p.add_argument("--run-dir", help="run folder (shortcut for run_dir=...)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. optim.lr=3e-4 data.root=../shared/data")
+
+
+def _train_overrides(args: argparse.Namespace, extra: list[str]) -> list[str]:
+    out = list(args.overrides)
+    if args.run_dir:
+        out.append(f"run_dir={args.run_dir}")
+    return out + extra
+
+
+def cmd_train_teacher(args: argparse.Namespace) -> int:
+    from .config import TrainConfig, load_config
+    from .train import train
+
+    cfg = load_config(TrainConfig, args.config, _train_overrides(args, []))
+    if cfg.loss.kd != "none":
+        from .config import ConfigError
+
+        raise ConfigError("train-teacher trains without distillation: remove loss.kd or use 'mtakd distill'")
+    best = train(cfg, resume=args.resume, progress=not args.no_progress)
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from .config import TrainConfig, load_config
+    from .train import train
+
+    extra = []
+    if args.teacher:
+        extra.append(f"teacher={args.teacher}")
+    if args.kd:
+        extra.append(f"loss.kd={args.kd}")
+    if args.tf_weight:
+        extra.append(f"loss.tf_weight={'true' if args.tf_weight == 'on' else 'false'}")
+    cfg = load_config(TrainConfig, args.config, _train_overrides(args, extra))
+    best = train(cfg, resume=args.resume, progress=not args.no_progress)
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+def cmd_build_devset(args: argparse.Namespace) -> int:
+    from .config import DataConfig
+    from .data import build_devset
+
+    cfg = DataConfig(source="synthetic" if args.synthetic else "corpus", root=args.root or "")
+    snrs = tuple(float(s) for s in args.snrs.split(","))
+    n = build_devset(cfg, args.out, snrs=snrs, per_snr=args.per_snr, seed=args.seed, overwrite=args.overwrite)
+    print(f"wrote {n} noisy/clean pairs to {args.out}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .efficiency import efficiency_report
+    from .stft import ALGORITHMIC_LATENCY_MS
+
+    model, meta, aux = load_checkpoint(args.checkpoint)
+    rep = efficiency_report(model)
+    print(f"model: {meta['model']['name']} {meta['model']['args']}")
+    print(f"parameters: {rep['params']:,}   MACs/s: {rep['macs_per_s'] / 1e6:.1f} M")
+    print(f"algorithmic latency: {ALGORITHMIC_LATENCY_MS:.0f} ms (causal models)")
+    train = meta.get("train", {})
+    if train:
+        print("training: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in train.items()))
+    if "loss.uncertainty.log_vars" in aux:
+        lv = aux["loss.uncertainty.log_vars"].tolist()
+        print("learned log sigma^2 (sup, kd[, feat]): " + ", ".join(f"{v:.3f}" for v in lv))
+    print(f"versions: {meta.get('versions')}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="mtakd", description="Speech enhancement by multi-task adaptive knowledge distillation")
+    from . import __version__
+
+    ap.add_argument("--version", action="version", version=f"mtakd {__version__}")
+    sub = ap.add_subparsers(dest="verb", required=True)
+
+    p = sub.add_parser("train-teacher", help="train the teacher (supervised)")
+    _add_train_args(p)
+    p.set_defaults(func=cmd_train_teacher)
+
+    p = sub.add_parser("distill", help="train a student from a frozen teacher")
+    p.add_argument("--teacher", "-t", help="teacher checkpoint (.safetensors)")
+    p.add_argument("--kd", choices=["none", "fixed", "mtakd"], help="distillation mode (loss.kd)")
+    p.add_argument("--tf-weight", choices=["on", "off"], help="weighted T-F loss (loss.tf_weight)")
+    _add_train_args(p)
+    p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("build-devset", help="write a fixed paired dev set from speech/dev x noise/dev")
+    p.add_argument("--root", help="corpus root (../shared/data layout)")
+    p.add_argument("--synthetic", action="store_true", help="use generated audio instead of a corpus")
+    p.add_argument("-o", "--out", required=True, help="output folder (gets noisy/, clean/, manifest.csv)")
+    p.add_argument("--snrs", default="-5,0,5,10,15", help="comma-separated SNRs in dB")
+    p.add_argument("--per-snr", type=int, default=20, help="utterances per SNR")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dev set in --out")
+    p.set_defaults(func=cmd_build_devset)
+
+    p = sub.add_parser("info", help="describe a checkpoint: parameters, MACs/s, latency, training state")
+    p.add_argument("checkpoint")
+    p.set_defaults(func=cmd_info)
+
+    for register in _EXTRA_VERBS:
+        register(sub)
+    return ap
+
+
+def _register_optional() -> list:
+    """Verbs that live in their own modules (enhance, evaluate, stream, export)."""
+    regs = []
+    for mod in ("enhance_cli", "evaluate", "stream_cli", "export", "demo"):
+        try:
+            m = __import__(f"mtakd.{mod}", fromlist=["register_cli"])
+        except ModuleNotFoundError as e:
+            if e.name == f"mtakd.{mod}":
+                continue
+            raise
+        regs.append(m.register_cli)
+    return regs
+
+
+_EXTRA_VERBS: list = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .audio import AudioError
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+
+    _EXTRA_VERBS[:] = _register_optional()
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, AudioError, CheckpointError) as e:
+        print(f"mtakd: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mtakd: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - training errors carry their own message
+        from .train import TrainingError
+
+        if isinstance(e, TrainingError):
+            print(f"mtakd: error: {e}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""The one configuration mechanism: typed dataclasses, strict YAML, dotted overrides.
+
+``load_config(TrainConfig, "configs/teacher.yaml", ["optim.lr=3e-4", "loss.kd=mtakd"])``
+builds a ``TrainConfig`` from the file, applies the overrides (values parsed as YAML, so
+``3e-4`` is a float and ``[0, 5]`` a list), and rejects any key that no dataclass field
+declares, naming the key and the allowed ones. ``save_config`` writes the resolved result
+beside a run so that every run states exactly what it did.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A user's configuration is wrong; the message says which key and what to do."""
+
+
+# ----------------------------------------------------------------------------- schema
+@dataclass
+class DataConfig:
+    #: ``synthetic`` (generated audio, for demo/tests), ``corpus`` (manifests/folders)
+    source: str = "synthetic"
+    #: root of the corpus (``../shared/data`` layout: speech.csv, noise.csv, rir.csv)
+    root: str = ""
+    #: optional plain folders instead of manifests
+    speech_dirs: list[str] = field(default_factory=list)
+    noise_dirs: list[str] = field(default_factory=list)
+    rir_dirs: list[str] = field(default_factory=list)
+    segment_s: float = 4.0
+    snr_range: list[float] = field(default_factory=lambda: [-5.0, 20.0])
+    level_range_db: list[float] = field(default_factory=lambda: [-35.0, -15.0])
+    p_babble: float = 0.15
+    p_colored: float = 0.15
+    p_reverb: float = 0.2
+    items_per_epoch: int = 2000
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    name: str = "student"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 16
+    epochs: int = 10
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 5.0
+    #: consecutive non-finite batches tolerated before training stops
+    nonfinite_patience: int = 20
+    #: also save ``last`` every this many steps (0: only at epoch ends)
+    checkpoint_every: int = 200
+    #: write a row to steps.csv every this many steps
+    log_every: int = 20
+
+
+@dataclass
+class LossConfig:
+    #: ``none`` (supervised only), ``fixed`` (alpha-weighted KD), ``mtakd`` (learned uncertainty weights)
+    kd: str = "none"
+    #: weight of the distillation term when ``kd == fixed``: (1-alpha)*sup + alpha*kd
+    alpha: float = 0.5
+    #: weighted T-F loss on/off, and its shape parameter / floor (docs/method.md)
+    tf_weight: bool = False
+    tf_gamma: float = 0.5
+    tf_floor: float = 0.1
+    #: compression power and the magnitude share of the compressed-spectrum loss
+    compress: float = 0.3
+    mag_weight: float = 0.7
+    #: optional SI-SDR term (weight; 0 disables)
+    sisdr_weight: float = 0.0
+    #: feature distillation through a learned projection (needs hidden features)
+    feature_kd: bool = False
+    #: per-unit teacher-reliability gate in the distillation term
+    gate: bool = False
+    gate_tau: float = 1.0
+    #: initial log(sigma^2) of each task in mtakd
+    init_log_var: float = 0.0
+    #: learning-rate multiplier for the log(sigma^2) parameters: they must track the task
+    #: losses within a few hundred steps, faster than the network weights move
+    log_var_lr_scale: float = 10.0
+
+
+@dataclass
+class ValidConfig:
+    #: paired folder (noisy/ + clean/) used for PESQ/SI-SDR each epoch; empty: synthetic
+    dir: str = ""
+    max_files: int = 40
+    #: synthetic validation set size when ``dir`` is empty
+    synthetic_items: int = 8
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = "runs/run"
+    seed: int = 0
+    #: path of a frozen teacher checkpoint (distillation only)
+    teacher: str = ""
+    threads: int = 0
+    tensorboard: bool = False
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    valid: ValidConfig = field(default_factory=ValidConfig)
+
+
+# ----------------------------------------------------------------------------- loading
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check/convert one value against a field type; raise ``ConfigError`` naming ``where``."""
+    origin = typing.get_origin(tp)
+    if _is_dataclass_type(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{where}' must be a mapping, got {value!r}")
+        return from_dict(tp, value, prefix=where + ".")
+    if tp is Any:
+        return value
+    if origin in (list,):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{where}' must be a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (dict,):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{where}' must be a mapping, got {value!r}")
+        return dict(value)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{where}' must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{where}' must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads '3e-4' (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{where}' must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"config key '{where}' must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``; unknown keys raise ``ConfigError``."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key '{prefix}{unknown[0]}'; allowed under '{prefix or '<top>'}': {', '.join(sorted(names))}"
+        )
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` strings to a nested dict (values parsed as YAML)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key.subkey=value")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{item}': '{p}' is not a section")
+        # model.args is a free-form mapping: keep its nested keys, everything else is checked later
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return data
+
+
+def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | None = None) -> Any:
+    """Read YAML ``path`` (optional), apply dotted ``overrides``, return a checked ``cls``."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file '{p}' does not exist")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file '{p}' is not valid YAML: {str(e).splitlines()[0]}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file '{p}' must hold a mapping at the top level")
+        data = loaded
+    data = apply_overrides(data, overrides or [])
+    return from_dict(cls, data)
+
+
+def save_config(obj: Any, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))

@@ -1,0 +1,247 @@
+"""Loss terms, each a small module with its weights in the constructor (docs/method.md).
+
+Shapes: spectra ``(B, 2, T, F)`` (real/imag), per-unit maps ``(B, T, F)``, waveforms ``(B, N)``.
+
+- ``CompressedSpectralLoss``: the base loss on an estimate, a mix of compressed-magnitude and
+  compressed-complex squared errors, optionally weighted per T-F unit.
+- ``TFWeight``: the per-unit weighting factor w(t,f) from the clean and noisy spectra.
+- ``TeacherGate``: per-unit teacher reliability g(t,f) for the distillation term.
+- ``FeatureKD``: student hidden features -> learned projection -> teacher hidden features.
+- ``UncertaintyWeighting``: learned homoscedastic-uncertainty task weights.
+- ``MultiTaskLoss``: puts them together according to ``LossConfig`` and returns a dict of
+  named terms (``loss`` is the one to back-propagate).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ConfigError, LossConfig
+
+KD_MODES = ("none", "fixed", "mtakd")
+
+
+def _check_same(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{what}: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
+    if a.dim() != 4 or a.shape[1] != 2:
+        raise ValueError(f"{what}: expected spectra (batch, 2, frames, freq), got {tuple(a.shape)}")
+
+
+def _unit_power(spec: torch.Tensor) -> torch.Tensor:
+    return spec[:, 0] ** 2 + spec[:, 1] ** 2  # (B, T, F)
+
+
+def _normalise(w: torch.Tensor) -> torch.Tensor:
+    """Scale each utterance's map to mean 1 so the weighting reshapes, not rescales, the loss."""
+    return w / w.mean(dim=(1, 2), keepdim=True).clamp_min(1e-8)
+
+
+class CompressedSpectralLoss(nn.Module):
+    """e(t,f) = beta * (|Ec| - |Sc|)^2 + (1 - beta) * |Ec - Sc|^2 with ``Xc = |X|^c e^{j angle X}``.
+
+    ``forward(est, ref, weight=None)`` returns the (weighted) mean of e over all units.
+    Identical inputs give exactly 0, the optimum.
+    """
+
+    def __init__(self, power: float = 0.3, mag_weight: float = 0.7, eps: float = 1e-8):
+        super().__init__()
+        if not 0.0 < power <= 1.0:
+            raise ConfigError(f"loss.compress must be in (0, 1], got {power}")
+        if not 0.0 <= mag_weight <= 1.0:
+            raise ConfigError(f"loss.mag_weight must be in [0, 1], got {mag_weight}")
+        self.power, self.mag_weight, self.eps = power, mag_weight, eps
+
+    def unit_error(self, est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """Per-unit error ``(B, T, F)``."""
+        _check_same(est, ref, "CompressedSpectralLoss")
+        me = (_unit_power(est) + self.eps) ** (0.5 * self.power)
+        mr = (_unit_power(ref) + self.eps) ** (0.5 * self.power)
+        ce = est * (me / (_unit_power(est) + self.eps).sqrt()).unsqueeze(1)
+        cr = ref * (mr / (_unit_power(ref) + self.eps).sqrt()).unsqueeze(1)
+        return self.mag_weight * (me - mr) ** 2 + (1.0 - self.mag_weight) * _unit_power(ce - cr)
+
+    def forward(self, est: torch.Tensor, ref: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        err = self.unit_error(est, ref)
+        if weight is None:
+            return err.mean()
+        if weight.shape != err.shape:
+            raise ValueError(f"weight shape {tuple(weight.shape)} does not match units {tuple(err.shape)}")
+        return (weight * err).mean()
+
+
+class TFWeight(nn.Module):
+    """Per-unit importance w(t,f) from the clean ``S`` and noisy ``Y`` spectra.
+
+    r(t,f) = |S|^2 / (|S|^2 + |Y - S|^2 + eps)          local speech dominance in [0, 1]
+    w~(t,f) = floor + (1 - floor) * r(t,f)^gamma
+    w(t,f) = w~(t,f) / mean_{t,f} w~                    mean 1 per utterance
+
+    ``gamma`` shapes the weighting: 0 gives uniform weights; larger values concentrate the
+    loss on speech-dominated units, which carry intelligibility and quality, while ``floor``
+    keeps noise-dominated units (residual noise) in the loss. No gradient flows through w.
+    """
+
+    def __init__(self, gamma: float = 0.5, floor: float = 0.1, eps: float = 1e-8):
+        super().__init__()
+        if gamma < 0:
+            raise ConfigError(f"loss.tf_gamma must be >= 0, got {gamma}")
+        if not 0.0 <= floor <= 1.0:
+            raise ConfigError(f"loss.tf_floor must be in [0, 1], got {floor}")
+        self.gamma, self.floor, self.eps = gamma, floor, eps
+
+    @torch.no_grad()
+    def forward(self, clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
+        _check_same(clean, noisy, "TFWeight")
+        ps = _unit_power(clean)
+        r = ps / (ps + _unit_power(noisy - clean) + self.eps)
+        return _normalise(self.floor + (1.0 - self.floor) * r.clamp(0, 1) ** self.gamma)
+
+
+class TeacherGate(nn.Module):
+    """Teacher reliability per unit: g = exp(-e_T / (tau * mean e_T)), normalised to mean 1.
+
+    e_T is the teacher's own unit error against the clean target; units where the teacher is
+    far from the truth (relative to its average error in that utterance) count less in the
+    distillation term, so the student does not copy the teacher's mistakes there.
+    """
+
+    def __init__(self, tau: float = 1.0):
+        super().__init__()
+        if tau <= 0:
+            raise ConfigError(f"loss.gate_tau must be > 0, got {tau}")
+        self.tau = tau
+
+    @torch.no_grad()
+    def forward(self, teacher_err: torch.Tensor) -> torch.Tensor:
+        scale = teacher_err.mean(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+        return _normalise(torch.exp(-teacher_err / (self.tau * scale)))
+
+
+class FeatureKD(nn.Module):
+    """MSE between a learned projection of student features and (standardised) teacher features.
+
+    ``forward(h_s (B, T, Hs), h_t (B, T, Ht))``. The projection is trained with the student and
+    discarded at inference; teacher features are standardised per channel so their scale
+    does not set the term's size.
+    """
+
+    def __init__(self, student_dim: int, teacher_dim: int):
+        super().__init__()
+        self.proj = nn.Linear(student_dim, teacher_dim)
+
+    def forward(self, h_s: torch.Tensor, h_t: torch.Tensor) -> torch.Tensor:
+        if h_s.shape[:2] != h_t.shape[:2]:
+            raise ValueError(f"FeatureKD: batch/time differ, {tuple(h_s.shape)} vs {tuple(h_t.shape)}")
+        target = h_t.detach()
+        target = (target - target.mean(dim=(0, 1))) / target.std(dim=(0, 1)).clamp_min(1e-5)
+        return ((self.proj(h_s) - target) ** 2).mean()
+
+
+class UncertaintyWeighting(nn.Module):
+    """Kendall et al. (2018) homoscedastic uncertainty: sum_i L_i / (2 sigma_i^2) + log sigma_i.
+
+    Parametrised by ``s_i = log sigma_i^2`` (``log_vars``), so the total is
+    ``sum_i 0.5 * exp(-s_i) * L_i + 0.5 * s_i``; at the optimum sigma_i^2 = L_i, so a task
+    whose loss stays high (e.g. imitating an unreliable teacher) is automatically weighted down.
+    """
+
+    def __init__(self, names: list[str], init_log_var: float = 0.0):
+        super().__init__()
+        self.names = list(names)
+        self.log_vars = nn.Parameter(torch.full((len(self.names),), float(init_log_var)))
+
+    def forward(self, losses: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        missing = [n for n in self.names if n not in losses]
+        if missing:
+            raise ValueError(f"UncertaintyWeighting: missing task losses {missing}")
+        total = torch.zeros((), device=self.log_vars.device)
+        info: dict[str, torch.Tensor] = {}
+        for i, n in enumerate(self.names):
+            s = self.log_vars[i]
+            total = total + 0.5 * torch.exp(-s) * losses[n] + 0.5 * s
+            info[f"w_{n}"] = (0.5 * torch.exp(-s)).detach()
+            info[f"logvar_{n}"] = s.detach()
+        return total, info
+
+
+def si_sdr_loss(est: torch.Tensor, ref: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Negative SI-SDR in dB, averaged over the batch; ``est``/``ref`` ``(B, N)``."""
+    if est.shape != ref.shape or est.dim() != 2:
+        raise ValueError(f"si_sdr_loss: expected equal (batch, samples) shapes, got {tuple(est.shape)} vs {tuple(ref.shape)}")
+    est = est - est.mean(-1, keepdim=True)
+    ref = ref - ref.mean(-1, keepdim=True)
+    proj = (est * ref).sum(-1, keepdim=True) / (ref.pow(2).sum(-1, keepdim=True) + eps) * ref
+    ratio = proj.pow(2).sum(-1) / ((est - proj).pow(2).sum(-1) + eps)
+    return -(10 * torch.log10(ratio + eps)).mean()
+
+
+class MultiTaskLoss(nn.Module):
+    """Supervised + distillation (+ feature) terms combined by ``LossConfig.kd``.
+
+    ``forward(est, clean, noisy, teacher=None, h_s=None, h_t=None, est_wav=None, clean_wav=None)``
+    with spectra ``(B, 2, T, F)``; returns a dict: ``loss`` (to back-propagate), ``sup``,
+    ``kd``/``feat`` (when used), ``sisdr`` (when used), and in ``mtakd`` mode the current task
+    weights ``w_*`` and ``logvar_*`` (detached, for logging).
+    """
+
+    def __init__(self, cfg: LossConfig, student_dim: int | None = None, teacher_dim: int | None = None):
+        super().__init__()
+        if cfg.kd not in KD_MODES:
+            raise ConfigError(f"loss.kd must be one of {', '.join(KD_MODES)}, got '{cfg.kd}'")
+        if cfg.kd == "fixed" and not 0.0 <= cfg.alpha <= 1.0:
+            raise ConfigError(f"loss.alpha must be in [0, 1], got {cfg.alpha}")
+        self.cfg = cfg
+        self.spectral = CompressedSpectralLoss(cfg.compress, cfg.mag_weight)
+        self.tf_weight = TFWeight(cfg.tf_gamma, cfg.tf_floor) if cfg.tf_weight else None
+        self.gate = TeacherGate(cfg.gate_tau) if (cfg.gate and cfg.kd != "none") else None
+        self.feature = None
+        if cfg.feature_kd and cfg.kd != "none":
+            if student_dim is None or teacher_dim is None:
+                raise ConfigError("loss.feature_kd needs the student's and teacher's hidden sizes")
+            self.feature = FeatureKD(student_dim, teacher_dim)
+        self.uncertainty = None
+        if cfg.kd == "mtakd":
+            tasks = ["sup", "kd"] + (["feat"] if self.feature is not None else [])
+            self.uncertainty = UncertaintyWeighting(tasks, cfg.init_log_var)
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.cfg.kd != "none"
+
+    def forward(self, est, clean, noisy, teacher=None, h_s=None, h_t=None, est_wav=None, clean_wav=None):
+        out: dict[str, torch.Tensor] = {}
+        w = self.tf_weight(clean, noisy) if self.tf_weight is not None else None
+        out["sup"] = self.spectral(est, clean, w)
+        terms = {"sup": out["sup"]}
+        if self.uses_teacher:
+            if teacher is None:
+                raise ValueError(f"loss.kd={self.cfg.kd} needs the teacher's estimate")
+            w_kd = w
+            if self.gate is not None:
+                g = self.gate(self.spectral.unit_error(teacher, clean))
+                w_kd = g if w is None else _normalise(g * w)
+            out["kd"] = self.spectral(est, teacher.detach(), w_kd)
+            terms["kd"] = out["kd"]
+            if self.feature is not None:
+                if h_s is None or h_t is None:
+                    raise ValueError("loss.feature_kd needs student and teacher hidden features")
+                out["feat"] = self.feature(h_s, h_t)
+                terms["feat"] = out["feat"]
+        if self.cfg.kd == "mtakd":
+            total, info = self.uncertainty(terms)
+            out.update(info)
+        elif self.cfg.kd == "fixed":
+            a = self.cfg.alpha
+            total = (1 - a) * terms["sup"] + a * terms["kd"] + terms.get("feat", 0.0)
+        else:
+            total = terms["sup"]
+        if self.cfg.sisdr_weight > 0:
+            if est_wav is None or clean_wav is None:
+                raise ValueError("loss.sisdr_weight > 0 needs the estimated and clean waveforms")
+            out["sisdr"] = si_sdr_loss(est_wav, clean_wav)
+            # SI-SDR is in dB (negative is good) so it stays outside the uncertainty weighting,
+            # whose optimum sigma^2 = L needs a positive loss; 1/100 puts dB on the spectral scale
+            total = total + self.cfg.sisdr_weight * out["sisdr"] / 100.0
+        out["loss"] = total
+        return out

@@ -1,0 +1,35 @@
+"""Pieces shared by the teacher and the student: input features and the bounded mask.
+
+Both models see the same spectrum ``(B, 2, T, F)`` and emit the same complex ratio mask
+``(B, 2, T, F)``, so the student's output can be distilled from the teacher's directly.
+"""
+from __future__ import annotations
+
+import torch
+
+#: power-law compression of magnitudes used as model input (level-robust, cheap)
+FEATURE_POWER = 0.3
+
+
+def compressed_magnitude(spec: torch.Tensor, power: float = FEATURE_POWER) -> torch.Tensor:
+    """``(..., 2, F)`` or ``(B, 2, T, F)`` -> compressed magnitude with the channel dim removed."""
+    ch = -3 if spec.dim() == 4 else -2
+    re, im = spec.unbind(ch)
+    return (re * re + im * im + 1e-10) ** (0.5 * power)
+
+
+def bounded_mask(raw: torch.Tensor, bound: float = 1.0, ch: int = -3) -> torch.Tensor:
+    """Complex mask whose magnitude is ``bound * tanh(|raw|)``, direction of ``raw`` kept.
+
+    Bounding the magnitude (DCCRN's "E" mask) keeps the estimate stable early in training
+    and makes the mask a suppressor (|M| < bound) as denoising needs.
+    """
+    re, im = raw.unbind(ch)
+    mag = torch.sqrt(re * re + im * im + 1e-10)
+    scale = bound * torch.tanh(mag) / mag
+    return raw * scale.unsqueeze(ch)
+
+
+def check_spec(spec: torch.Tensor, n_freq: int, who: str) -> None:
+    if spec.dim() != 4 or spec.shape[1] != 2 or spec.shape[-1] != n_freq:
+        raise ValueError(f"{who} expects a spectrum (batch, 2, frames, {n_freq}), got shape {tuple(spec.shape)}")

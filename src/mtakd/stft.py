@@ -1,0 +1,134 @@
+"""The one STFT/iSTFT of mtakd, used by models, losses, enhancement, streaming and export.
+
+Constants (16 kHz): 20 ms window (``N_FFT = 320``), 10 ms hop (``HOP = 160``), periodic
+sqrt-Hann analysis and synthesis windows (their product sums to exactly 1 at 50 % overlap,
+so overlap-add reconstructs perfectly without a normalisation step), ``N_FREQ = 161`` bins.
+
+Why matrices instead of ``torch.stft``: the DFT is written as a matmul with fixed cosine/sine
+matrices (buffers, not parameters) so that the very same code runs frame by frame in the
+streaming ``step``, exports to ONNX (which has no complex tensors), and is bit-identical
+between the offline and the streaming path.
+
+Framing is causal: frame ``t`` covers input samples ``[t*HOP - (N_FFT-HOP), t*HOP + HOP)``
+(the signal is left-padded with ``N_FFT - HOP`` zeros), so a frame never needs a sample
+later than the end of its own hop. Algorithmic latency of a causal model on this STFT is one
+window, 20 ms (the last sample of a hop must arrive, then one hop of overlap-add completes);
+counted as window + hop + look-ahead it is 30 ms, within the 40 ms budget.
+
+Spectra are real tensors shaped ``(B, 2, T, F)``: channel 0 real, channel 1 imaginary.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F_
+
+SAMPLE_RATE = 16000
+N_FFT = 320
+HOP = 160
+N_FREQ = N_FFT // 2 + 1
+#: latency of a causal model on this STFT, in samples and milliseconds (see module docstring)
+ALGORITHMIC_LATENCY_SAMPLES = N_FFT
+ALGORITHMIC_LATENCY_MS = 1000.0 * N_FFT / SAMPLE_RATE
+
+
+def _sqrt_hann(n: int) -> torch.Tensor:
+    return torch.sqrt(torch.hann_window(n, periodic=True, dtype=torch.float64)).float()
+
+
+class STFT(nn.Module):
+    """Causal STFT / iSTFT with fixed DFT matrices.
+
+    ``forward(wav (B, N)) -> spec (B, 2, T, F)`` with ``T = ceil(N / HOP) + 1``;
+    ``inverse(spec (B, 2, T, F), length) -> wav (B, length)``;
+    ``analyze_frame(frame (B, N_FFT)) -> (B, 2, F)`` and
+    ``synthesize_frame((B, 2, F)) -> (B, N_FFT)`` (windowed, ready to overlap-add) are the
+    per-frame halves used by streaming.
+    """
+
+    def __init__(self, n_fft: int = N_FFT, hop: int = HOP):
+        super().__init__()
+        if n_fft != 2 * hop:
+            raise ValueError(f"STFT needs n_fft == 2*hop for sqrt-Hann perfect reconstruction, got {n_fft=} {hop=}")
+        self.n_fft, self.hop, self.n_freq = n_fft, hop, n_fft // 2 + 1
+        win = _sqrt_hann(n_fft)
+        n = torch.arange(n_fft, dtype=torch.float64)
+        k = torch.arange(self.n_freq, dtype=torch.float64)
+        ang = 2 * math.pi * n[:, None] * k[None, :] / n_fft  # (N_FFT, F)
+        # analysis: window folded into the DFT matrix -> one matmul per frame
+        self.register_buffer("fwd_re", (win[:, None].double() * torch.cos(ang)).float(), persistent=False)
+        self.register_buffer("fwd_im", (-win[:, None].double() * torch.sin(ang)).float(), persistent=False)
+        # synthesis: inverse real DFT (Hermitian weights 1,2,...,2,1) times the synthesis window
+        scale = torch.full((self.n_freq,), 2.0, dtype=torch.float64)
+        scale[0] = 1.0
+        scale[-1] = 1.0
+        inv_re = scale[:, None] * torch.cos(ang.T) / n_fft * win[None, :].double()
+        inv_im = -scale[:, None] * torch.sin(ang.T) / n_fft * win[None, :].double()
+        self.register_buffer("inv_re", inv_re.float(), persistent=False)
+        self.register_buffer("inv_im", inv_im.float(), persistent=False)
+
+    # ---- per-frame halves (streaming) -------------------------------------------------
+    def analyze_frame(self, frame: torch.Tensor) -> torch.Tensor:
+        """``frame (..., N_FFT)`` of raw samples -> spectrum ``(..., 2, F)``."""
+        return torch.stack((frame @ self.fwd_re, frame @ self.fwd_im), dim=-2)
+
+    def synthesize_frame(self, spec: torch.Tensor) -> torch.Tensor:
+        """Spectrum ``(..., 2, F)`` -> windowed time frame ``(..., N_FFT)`` to overlap-add."""
+        return spec[..., 0, :] @ self.inv_re + spec[..., 1, :] @ self.inv_im
+
+    # ---- whole signals ---------------------------------------------------------------
+    def num_frames(self, length: int) -> int:
+        """Frames for ``length`` samples: one more than ``ceil(length/HOP)`` so that the
+        overlap-add of the last hop is complete (every sample gets both window halves)."""
+        return -(-length // self.hop) + 1
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        """``wav (B, N)`` -> ``spec (B, 2, T, F)``, ``T = ceil(N / HOP) + 1``."""
+        if wav.dim() != 2:
+            raise ValueError(f"STFT expects a (batch, samples) waveform, got shape {tuple(wav.shape)}")
+        n = wav.shape[-1]
+        t = self.num_frames(n)
+        x = F_.pad(wav, (self.n_fft - self.hop, t * self.hop - n))
+        frames = x.unfold(-1, self.n_fft, self.hop)  # (B, T, N_FFT)
+        spec = self.analyze_frame(frames)  # (B, T, 2, F)
+        return spec.transpose(1, 2)
+
+    def inverse(self, spec: torch.Tensor, length: int) -> torch.Tensor:
+        """``spec (B, 2, T, F)`` -> ``wav (B, length)`` by windowed overlap-add."""
+        if spec.dim() != 4 or spec.shape[1] != 2 or spec.shape[-1] != self.n_freq:
+            raise ValueError(f"iSTFT expects (batch, 2, frames, {self.n_freq}), got shape {tuple(spec.shape)}")
+        b, _, t, _ = spec.shape
+        frames = self.synthesize_frame(spec.transpose(1, 2))  # (B, T, N_FFT)
+        # overlap-add with hop = N_FFT/2: each frame's two halves land on consecutive hops
+        first, second = frames[..., : self.hop], frames[..., self.hop :]
+        out = F_.pad(first, (0, 0, 0, 1)) + F_.pad(second, (0, 0, 1, 0))  # (B, T+1, HOP)
+        out = out.reshape(b, (t + 1) * self.hop)
+        start = self.n_fft - self.hop
+        return out[:, start : start + length]
+
+
+def apply_mask(spec: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Complex multiplication of ``spec`` and ``mask``, both ``(..., 2, T, F)`` or ``(..., 2, F)``."""
+    if spec.shape != mask.shape:
+        raise ValueError(f"mask shape {tuple(mask.shape)} does not match spectrum shape {tuple(spec.shape)}")
+    sr, si = spec.unbind(-3) if spec.dim() >= 4 else spec.unbind(-2)
+    mr, mi = mask.unbind(-3) if mask.dim() >= 4 else mask.unbind(-2)
+    dim = -3 if spec.dim() >= 4 else -2
+    return torch.stack((sr * mr - si * mi, sr * mi + si * mr), dim=dim)
+
+
+def magnitude(spec: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """``(B, 2, T, F) -> (B, T, F)``; ``eps`` keeps the gradient finite at zero."""
+    return torch.sqrt(spec[:, 0] ** 2 + spec[:, 1] ** 2 + eps)
+
+
+def compress(spec: torch.Tensor, power: float = 0.3, eps: float = 1e-8) -> torch.Tensor:
+    """Power-law compressed complex spectrum ``|X|^p e^{j angle X}``, same shape as ``spec``.
+
+    Compression evens out the huge dynamic range of speech spectra so that quiet but
+    audible units count in a squared error (Braun & Tashev, 2021).
+    """
+    mag = torch.sqrt(spec[:, 0] ** 2 + spec[:, 1] ** 2 + eps)
+    return spec * (mag ** (power - 1.0)).unsqueeze(1)

@@ -1,0 +1,44 @@
+import pytest
+
+from mtakd.config import ConfigError, TrainConfig, load_config, save_config
+
+
+def test_yaml_and_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("seed: 3\noptim: {lr: 0.01}\nmodel: {name: teacher, args: {hidden: 32}}\n")
+    cfg = load_config(TrainConfig, p, ["optim.lr=3e-4", "loss.kd=mtakd", "data.snr_range=[0, 5]", "model.args.layers=1"])
+    assert cfg.seed == 3 and cfg.optim.lr == 3e-4 and cfg.loss.kd == "mtakd"
+    assert cfg.data.snr_range == [0.0, 5.0]
+    assert cfg.model.args == {"hidden": 32, "layers": 1}
+    assert cfg.optim.batch_size == TrainConfig().optim.batch_size  # defaults where silent
+
+
+def test_unknown_key_rejected_with_its_name(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("optim: {lrr: 0.1}\n")
+    with pytest.raises(ConfigError, match=r"'optim\.lrr'.*allowed.*lr"):
+        load_config(TrainConfig, p)
+    with pytest.raises(ConfigError, match="'nope'"):
+        load_config(TrainConfig, None, ["nope=1"])
+
+
+@pytest.mark.parametrize("override,msg", [("optim.lr=fast", "number"), ("optim.epochs=1.5", "integer"),
+                                          ("loss.tf_weight=maybe", "true or false"), ("optim", "key.subkey=value")])
+def test_type_errors(override, msg):
+    with pytest.raises(ConfigError, match=msg):
+        load_config(TrainConfig, None, [override])
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(TrainConfig, tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(TrainConfig, bad)
+
+
+def test_saved_config_reloads_identically(tmp_path):
+    cfg = load_config(TrainConfig, None, ["loss.kd=fixed", "optim.lr=0.002"])
+    save_config(cfg, tmp_path / "run.yaml")
+    assert load_config(TrainConfig, tmp_path / "run.yaml") == cfg

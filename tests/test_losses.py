@@ -1,0 +1,143 @@
+import pytest
+import torch
+
+from mtakd.config import ConfigError, LossConfig
+from mtakd.losses import (CompressedSpectralLoss, FeatureKD, MultiTaskLoss, TeacherGate, TFWeight,
+                          UncertaintyWeighting, si_sdr_loss)
+
+
+def _spec(*shape):
+    return torch.randn(*shape) if shape else torch.randn(2, 2, 10, 161)
+
+
+def test_spectral_loss_optimum_and_positivity():
+    loss = CompressedSpectralLoss()
+    s = _spec()
+    assert loss(s, s).item() == pytest.approx(0.0, abs=1e-7)
+    assert loss(s + 0.1 * _spec(), s).item() > 0
+    w = torch.rand(2, 10, 161)
+    assert loss(s, s, w).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_spectral_loss_shape_errors():
+    loss = CompressedSpectralLoss()
+    with pytest.raises(ValueError, match="shapes differ"):
+        loss(_spec(2, 2, 10, 161), _spec(2, 2, 9, 161))
+    with pytest.raises(ValueError, match="batch, 2, frames"):
+        loss(_spec(2, 3, 10, 161), _spec(2, 3, 10, 161))
+    with pytest.raises(ValueError, match="weight shape"):
+        loss(_spec(), _spec(), torch.ones(2, 10, 160))
+    with pytest.raises(ConfigError):
+        CompressedSpectralLoss(power=0.0)
+
+
+def test_spectral_gradients_finite_at_zero():
+    est = torch.zeros(1, 2, 4, 161, requires_grad=True)
+    CompressedSpectralLoss()(est, _spec(1, 2, 4, 161)).backward()
+    assert torch.isfinite(est.grad).all()
+
+
+def test_tf_weight_contract():
+    clean, noise = _spec(), _spec()
+    noise[:, :, :, :80] *= 0.01  # low band speech-dominated
+    noise[:, :, :, 80:] *= 10.0  # high band noise-dominated
+    w = TFWeight(gamma=1.0, floor=0.1)(clean, clean + noise)
+    assert w.shape == (2, 10, 161)
+    assert torch.allclose(w.mean(dim=(1, 2)), torch.ones(2), atol=1e-5)
+    assert (w >= 0).all()
+    assert w[:, :, :80].mean() > 3 * w[:, :, 80:].mean()
+    flat = TFWeight(gamma=0.0)(clean, clean + noise)
+    assert torch.allclose(flat, torch.ones_like(flat))
+    # identical clean and noisy (no noise): every unit is speech, weights uniform
+    assert torch.allclose(TFWeight(gamma=2.0)(clean, clean), torch.ones(2, 10, 161), atol=1e-4)
+    with pytest.raises(ValueError):
+        TFWeight()(clean, clean[:, :, :5])
+
+
+def test_gate_downweights_unreliable_units():
+    err = torch.ones(1, 10, 161) * 0.1
+    err[:, :, :10] = 5.0
+    g = TeacherGate(tau=1.0)(err)
+    assert g[:, :, :10].max() < g[:, :, 10:].min()
+    assert g.mean().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_uncertainty_weighting_formula_and_gradients():
+    uw = UncertaintyWeighting(["sup", "kd"], init_log_var=0.3)
+    l1 = torch.tensor(0.5, requires_grad=True)
+    l2 = torch.tensor(2.0, requires_grad=True)
+    total, info = uw({"sup": l1, "kd": l2})
+    s = 0.3
+    expected = 0.5 * torch.exp(torch.tensor(-s)) * (0.5 + 2.0) + s
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    total.backward()
+    assert uw.log_vars.grad is not None and torch.isfinite(uw.log_vars.grad).all()
+    assert (uw.log_vars.grad != 0).all()
+    assert set(info) == {"w_sup", "w_kd", "logvar_sup", "logvar_kd"}
+    with pytest.raises(ValueError, match="missing"):
+        uw({"sup": l1})
+
+
+def test_uncertainty_optimum_is_sigma2_equal_loss():
+    """Minimising over s alone drives exp(s) to the task loss: the larger loss gets the smaller weight."""
+    uw = UncertaintyWeighting(["a", "b"])
+    opt = torch.optim.SGD(uw.parameters(), lr=0.5)
+    for _ in range(300):
+        total, _ = uw({"a": torch.tensor(0.2), "b": torch.tensor(1.5)})
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+    assert torch.allclose(uw.log_vars.exp(), torch.tensor([0.2, 1.5]), rtol=1e-2)
+
+
+@pytest.mark.parametrize("kd", ["none", "fixed", "mtakd"])
+@pytest.mark.parametrize("tf", [False, True])
+def test_multitask_modes(kd, tf):
+    cfg = LossConfig(kd=kd, tf_weight=tf, gate=True, feature_kd=True, sisdr_weight=0.5)
+    mt = MultiTaskLoss(cfg, student_dim=6, teacher_dim=9)
+    clean, noisy = _spec(), _spec()
+    est = (clean + 0.1 * _spec()).requires_grad_()
+    teacher = clean + 0.05 * _spec()
+    h_s, h_t = torch.randn(2, 10, 6, requires_grad=True), torch.randn(2, 10, 9)
+    wav_e, wav_c = torch.randn(2, 800, requires_grad=True), torch.randn(2, 800)
+    out = mt(est, clean, noisy, teacher=teacher, h_s=h_s, h_t=h_t, est_wav=wav_e, clean_wav=wav_c)
+    assert {"loss", "sup", "sisdr"} <= set(out)
+    assert ("kd" in out) == (kd != "none") and ("feat" in out) == (kd != "none")
+    assert ("w_sup" in out) == (kd == "mtakd")
+    out["loss"].backward()
+    assert torch.isfinite(est.grad).all()
+    if kd == "mtakd":
+        assert mt.uncertainty.log_vars.grad is not None and (mt.uncertainty.log_vars.grad != 0).all()
+        assert mt.uncertainty.names == ["sup", "kd", "feat"]
+    if kd != "none":
+        assert mt.feature.proj.weight.grad is not None
+
+
+def test_multitask_optimum_when_student_equals_teacher_equals_clean():
+    mt = MultiTaskLoss(LossConfig(kd="fixed", tf_weight=True, gate=True))
+    clean = _spec()
+    out = mt(clean, clean, clean + _spec(), teacher=clean)
+    assert out["sup"].item() == pytest.approx(0, abs=1e-7) and out["kd"].item() == pytest.approx(0, abs=1e-7)
+
+
+def test_multitask_config_errors():
+    with pytest.raises(ConfigError, match="loss.kd"):
+        MultiTaskLoss(LossConfig(kd="adaptive"))
+    with pytest.raises(ConfigError, match="alpha"):
+        MultiTaskLoss(LossConfig(kd="fixed", alpha=1.5))
+    with pytest.raises(ConfigError, match="hidden sizes"):
+        MultiTaskLoss(LossConfig(kd="mtakd", feature_kd=True))
+    mt = MultiTaskLoss(LossConfig(kd="mtakd"))
+    with pytest.raises(ValueError, match="teacher"):
+        mt(_spec(), _spec(), _spec())
+
+
+def test_feature_kd_and_sisdr():
+    fk = FeatureKD(4, 6)
+    with pytest.raises(ValueError):
+        fk(torch.randn(1, 5, 4), torch.randn(1, 6, 6))
+    x = torch.randn(2, 1000)
+    assert si_sdr_loss(x, x).item() < -60
+    y = x + 0.3 * torch.randn(2, 1000)
+    assert si_sdr_loss(3 * y, x).item() == pytest.approx(si_sdr_loss(y, x).item(), abs=1e-3)  # scale-invariant
+    assert -12 < si_sdr_loss(y, x).item() < -8  # ~10.5 dB SNR

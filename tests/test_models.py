@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from mtakd.config import ConfigError
+from mtakd.inference import MaskEnhancer
+from mtakd.models import build_model, model_args, model_name
+from mtakd.stft import HOP, N_FFT, STFT
+
+
+def _params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_default_budgets():
+    student, teacher = build_model("student"), build_model("teacher")
+    assert _params(student) <= 150_000
+    assert 2_000_000 <= _params(teacher) <= 10_000_000
+    assert _params(teacher) >= 20 * _params(student)
+
+
+@pytest.mark.parametrize("name", ["student", "teacher"])
+def test_forward_shapes_and_mask_bound(name):
+    m = build_model(name, {"hidden": 8, "input_size": 8})
+    spec = STFT()(torch.randn(2, 3200))
+    mask, hidden = m(spec, return_hidden=True)
+    assert mask.shape == spec.shape
+    assert hidden.shape[:2] == (2, spec.shape[2]) and hidden.shape[2] == m.hidden_size
+    assert (mask.pow(2).sum(1).sqrt() <= m.cfg.mask_bound + 1e-5).all()
+    with pytest.raises(ValueError, match="expects a spectrum"):
+        m(spec[:, :1])
+
+
+def test_student_step_equals_forward():
+    m = build_model("student", {"hidden": 12, "input_size": 10, "layers": 2}).eval()
+    spec = STFT()(torch.randn(2, 4000))
+    full = m(spec)
+    state = m.initial_state(2)
+    outs = []
+    for t in range(spec.shape[2]):
+        o, state = m.step(spec[:, :, t], state)
+        outs.append(o)
+    assert torch.allclose(torch.stack(outs, 2), full, atol=1e-5)
+    with pytest.raises(ValueError, match="expects a frame"):
+        m.step(spec[:, :, :2], state)
+
+
+def test_student_is_causal_end_to_end():
+    """Changing the input after sample k never changes the output before k - latency."""
+    m = build_model("student", {"hidden": 12, "input_size": 10}).eval()
+    enh = MaskEnhancer(m)
+    x = torch.randn(1, 8000)
+    k = 5000
+    x2 = x.clone()
+    x2[:, k:] = torch.randn(1, 8000 - k) * 3
+    with torch.no_grad():
+        y, y2 = enh(x), enh(x2)
+    latency = N_FFT  # window: one hop to fill the frame + one hop of overlap-add
+    assert torch.equal(y[:, : k - latency], y2[:, : k - latency])
+    assert not torch.allclose(y[:, k:], y2[:, k:])
+    # the latency bound is tight: within one window of k the output may change
+    assert not torch.allclose(y[:, k - latency : k], y2[:, k - latency : k]) or HOP < 1
+
+
+def test_bidirectional_teacher_looks_ahead():
+    m = build_model("teacher", {"hidden": 8, "input_size": 8, "layers": 1}).eval()
+    spec = STFT()(torch.randn(1, 4000))
+    spec2 = spec.clone()
+    spec2[:, :, -5:] += 1.0
+    with torch.no_grad():
+        assert not torch.allclose(m(spec)[:, :, :10], m(spec2)[:, :, :10])
+
+
+def test_registry_round_trip_and_errors():
+    m = build_model("student", {"hidden": 20})
+    assert model_name(m) == "student"
+    again = build_model(model_name(m), model_args(m))
+    assert model_args(again) == model_args(m)
+    with pytest.raises(ConfigError, match="unknown model"):
+        build_model("nope")
+    with pytest.raises(ConfigError, match="hiden"):
+        build_model("student", {"hiden": 3})

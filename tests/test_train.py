@@ -1,0 +1,127 @@
+"""End to end at tiny scale on generated audio: teacher and student losses fall, runs resume."""
+import csv
+
+import pytest
+import torch
+
+from mtakd.checkpoint import load_checkpoint
+from mtakd.config import ConfigError, TrainConfig, load_config
+from mtakd.data import MixingDataset, collate
+from mtakd.train import Trainer, train
+
+TINY = ["data.source=synthetic", "data.segment_s=1.0", "data.items_per_epoch=48", "optim.batch_size=8",
+        "optim.lr=0.005", "optim.warmup_steps=2", "optim.checkpoint_every=0", "optim.log_every=1",
+        "valid.synthetic_items=2", "threads=1"]
+TEACHER = ["model.name=teacher", "model.args={input_size: 24, hidden: 24, layers: 1}"]
+STUDENT = ["model.name=student", "model.args={input_size: 8, hidden: 8, layers: 1}"]
+
+
+def _cfg(tmp_path, name, extra):
+    return load_config(TrainConfig, None, TINY + [f"run_dir={tmp_path / name}"] + extra)
+
+
+def _fixed_batch(cfg):
+    ds = MixingDataset(cfg.data, "dev", seed=99, length=8)
+    return collate([ds[i] for i in range(8)])
+
+
+def _held_out_loss(trainer, batch, key):
+    trainer.model.eval()
+    with torch.no_grad():
+        return float(trainer.compute(batch["noisy"], batch["clean"])[key])
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("teacher")
+    cfg = _cfg(tmp, "t", TEACHER + ["optim.epochs=3"])
+    tr = Trainer(cfg, progress=False)
+    batch = _fixed_batch(cfg)
+    before = _held_out_loss(tr, batch, "sup")
+    best = tr.fit()
+    after = _held_out_loss(tr, batch, "sup")
+    assert after < 0.8 * before, (before, after)
+    return best
+
+
+def test_teacher_loss_falls_and_run_folder_is_complete(teacher_ckpt):
+    run = teacher_ckpt.parent
+    assert {"config.yaml", "best.safetensors", "last.safetensors", "train_state.safetensors", "epochs.csv", "steps.csv"} <= {
+        p.name for p in run.iterdir()}
+    epochs = _rows(run / "epochs.csv")
+    assert len(epochs) == 3
+    assert float(epochs[-1]["train_loss"]) < float(epochs[0]["train_loss"])
+    model, meta, _ = load_checkpoint(teacher_ckpt)
+    assert meta["model"]["name"] == "teacher" and meta["config"]["loss"]["kd"] == "none"
+
+
+@pytest.mark.parametrize("kd,extra", [("fixed", []), ("mtakd", ["loss.tf_weight=true"]),
+                                      ("mtakd", ["loss.gate=true", "loss.feature_kd=true"])])
+def test_student_distillation_loss_falls(tmp_path, teacher_ckpt, kd, extra):
+    cfg = _cfg(tmp_path, "s", STUDENT + [f"teacher={teacher_ckpt}", f"loss.kd={kd}", "optim.epochs=2"] + extra)
+    tr = Trainer(cfg, progress=False)
+    assert not tr.teacher.training and all(not p.requires_grad for p in tr.teacher.parameters())
+    batch = _fixed_batch(cfg)
+    before = {k: _held_out_loss(tr, batch, k) for k in ("sup", "kd")}
+    teacher_before = [p.clone() for p in tr.teacher.parameters()]
+    tr.fit()
+    after = {k: _held_out_loss(tr, batch, k) for k in ("sup", "kd")}
+    assert after["sup"] < before["sup"] and after["kd"] < before["kd"], (before, after)
+    assert all(torch.equal(a, b) for a, b in zip(teacher_before, tr.teacher.parameters()))
+    epochs = _rows(tr.run_dir / "epochs.csv")
+    if kd == "mtakd":
+        # the learned task weights are logged every epoch and saved in the checkpoint
+        assert "train_w_kd" in epochs[0] and "train_logvar_sup" in epochs[-1]
+        _, _, aux = load_checkpoint(tr.run_dir / "last.safetensors")
+        lv = aux["loss.uncertainty.log_vars"]
+        assert torch.equal(lv, tr.objective.uncertainty.log_vars.detach())
+        assert (lv != 0).all()  # they moved from their initial value
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_resume_after_crash_continues_exactly(tmp_path, teacher_ckpt, monkeypatch):
+    """A run that crashes mid-epoch and resumes ends with the same weights as an uninterrupted one."""
+    extra = STUDENT + [f"teacher={teacher_ckpt}", "loss.kd=mtakd", "optim.epochs=2", "optim.checkpoint_every=3"]
+    full = Trainer(_cfg(tmp_path, "full", extra), progress=False)
+    full.fit()
+
+    crashing = Trainer(_cfg(tmp_path, "part", extra), progress=False)
+    real_compute = Trainer.compute
+
+    def compute_then_crash(self, noisy, clean):
+        if self.step == 5:  # after the step-3 checkpoint, in the middle of epoch 1
+            raise Crash()
+        return real_compute(self, noisy, clean)
+
+    monkeypatch.setattr(Trainer, "compute", compute_then_crash)
+    with pytest.raises(Crash):
+        crashing.fit()
+    monkeypatch.setattr(Trainer, "compute", real_compute)
+
+    resumed = Trainer(_cfg(tmp_path, "part", extra), resume=True, progress=False)
+    assert resumed.step == 3 and resumed.epoch == 0
+    resumed.fit()
+    assert resumed.step == full.step
+    for a, b in zip(full.model.parameters(), resumed.model.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert torch.allclose(full.objective.uncertainty.log_vars, resumed.objective.uncertainty.log_vars, atol=1e-6)
+    assert [r["step"] for r in _rows(tmp_path / "part" / "steps.csv")] == [r["step"] for r in _rows(tmp_path / "full" / "steps.csv")]
+
+
+def test_run_folder_is_never_overwritten(tmp_path, teacher_ckpt):
+    cfg = _cfg(tmp_path, "x", STUDENT + ["optim.epochs=1"])
+    train(cfg, progress=False)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        Trainer(cfg, progress=False)
+    with pytest.raises(ConfigError, match="does not exist"):
+        Trainer(_cfg(tmp_path, "y", STUDENT), resume=True, progress=False)
+    with pytest.raises(ConfigError, match="needs a teacher"):
+        Trainer(_cfg(tmp_path, "z", STUDENT + ["loss.kd=fixed"]), progress=False)
