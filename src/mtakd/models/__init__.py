@@ -21,7 +21,7 @@ def build_model(name: str, args: dict[str, Any] | None = None) -> nn.Module:
     if name not in MODELS:
         raise ConfigError(f"unknown model '{name}'; available: {', '.join(sorted(MODELS))}")
     cls, cfg_cls = MODELS[name]
-    cfg = from_dict(cfg_cls, dict(args or {}), prefix=f"model.args.")
+    cfg = from_dict(cfg_cls, dict(args or {}), prefix="model.args.")
     return cls(cfg)
 
 

@@ -1,0 +1,418 @@
+"""Enhance paths, arrays and tensors at any sample rate, and batches of files.
+
+* ``enhance(x, model=None, sr=None, backend="torch")``: ``x`` is a path (-> numpy at the
+  file's rate), a numpy array ``(N,)`` or ``(N, C)`` (soundfile layout) at ``sr`` (default
+  16 kHz; -> numpy at ``sr``), or a tensor ``(N,)`` or ``(C, N)`` (torchaudio layout; ->
+  tensor). Multichannel input is averaged to mono (with an ``EnhanceWarning``); other rates
+  are resampled to 16 kHz and back (``audio.resample``, soxr HQ); the output always has the
+  input's length and is mono ``(N,)``.
+* ``enhance_files(inputs, out_dir, ...)``: files/folders -> 16-bit WAVs under ``out_dir``.
+
+Long inputs never go through the model in one piece:
+
+* causal models (students) run through ``StreamingEnhancer`` in bounded batches of frames:
+  the result is *exactly* the whole-utterance result, whatever the chunking;
+* non-causal models (the bidirectional teacher) see ``OFFLINE_CHUNK_S`` chunks overlapping by
+  ``OFFLINE_OVERLAP_S``, joined by a linear crossfade (``OverlapChunker``): *close* to, not
+  equal to, the whole-utterance result, since no chunk sees context beyond its edges.
+
+Files are read with ``audio.iter_blocks`` (``BLOCK_S`` blocks), resampled back with one soxr
+stream and written block by block to a temporary file that is renamed at the end, so an
+hour-long file costs a few blocks of memory.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+from torch import nn
+
+from .audio import AUDIO_EXTENSIONS, RESAMPLE_QUALITY, AudioError, audio_info, iter_blocks, list_audio_files, resample
+from .checkpoint import CheckpointError
+from .config import ConfigError
+from .inference import enhance_waveform
+from .stft import SAMPLE_RATE
+from .stft_np import as_mono_float32
+from .streaming import BACKENDS
+
+DEFAULT_MODEL = Path(__file__).parent / "pretrained" / "student.safetensors"
+BLOCK_S = 30.0  # file read block
+OFFLINE_CHUNK_S = 30.0  # non-causal models: chunk length ...
+OFFLINE_OVERLAP_S = 1.0  # ... and crossfade overlap
+
+
+class EnhanceWarning(UserWarning):
+    """Not an error, but worth telling: downmixed input, digital silence."""
+
+
+# ----------------------------------------------------------------------------- chunking
+class OverlapChunker:
+    """``feed``/``flush`` for a whole-utterance function ``fn(wav (n,)) -> (n,)``.
+
+    Chunk ``k`` covers input ``[k (C-O), k (C-O) + C)``; in each overlap of ``O`` samples the
+    output fades linearly from the earlier chunk to the later one. Memory: ~2 chunks.
+    """
+
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], chunk: int | None = None, overlap: int | None = None):
+        self.fn = fn
+        self.chunk = int(OFFLINE_CHUNK_S * SAMPLE_RATE) if chunk is None else int(chunk)
+        self.overlap = int(OFFLINE_OVERLAP_S * SAMPLE_RATE) if overlap is None else int(overlap)
+        if not 0 < 2 * self.overlap < self.chunk:
+            raise ValueError(f"need 0 < 2*overlap < chunk, got chunk={self.chunk} overlap={self.overlap}")
+        self._fade_in = ((np.arange(self.overlap) + 0.5) / self.overlap).astype(np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        self._pending: list[np.ndarray] = []
+        self._n = 0
+        self._tail: np.ndarray | None = None  # last O output samples of the previous chunk
+
+    def _join(self, y: np.ndarray, last: bool) -> np.ndarray:
+        o = self.overlap
+        head = y[:o] if self._tail is None else self._tail + (y[:o] - self._tail) * self._fade_in
+        body, self._tail = (y[o:], None) if last else (y[o:-o], y[-o:].copy())
+        return np.concatenate((head, body))
+
+    def feed(self, samples) -> np.ndarray:
+        x = as_mono_float32(samples)
+        self._pending.append(x)
+        self._n += x.size
+        outs = []
+        while self._n >= self.chunk:
+            buf = np.concatenate(self._pending)
+            outs.append(self._join(np.asarray(self.fn(buf[: self.chunk]), np.float32), last=False))
+            rest = buf[self.chunk - self.overlap :]  # the next chunk starts with this overlap
+            self._pending, self._n = [rest], rest.size
+        return np.concatenate(outs) if outs else np.zeros(0, np.float32)
+
+    def flush(self) -> np.ndarray:
+        buf = np.concatenate(self._pending) if self._pending else np.zeros(0, np.float32)
+        if self._tail is None:
+            out = np.asarray(self.fn(buf), np.float32) if buf.size else buf
+        elif buf.size <= self.overlap:  # nothing beyond the overlap: the previous chunk covered it
+            out = self._tail[: buf.size]
+        else:
+            out = self._join(np.asarray(self.fn(buf), np.float32), last=True)
+        self.reset()
+        return out
+
+
+# ----------------------------------------------------------------------------- models
+class Engine:
+    """A loaded model on a backend; ``stream()`` gives a fresh ``feed``/``flush`` processor."""
+
+    def __init__(self, model, backend: str = "torch"):
+        from .ort_runtime import OrtOfflineEnhancer, OrtStreamingEnhancer, model_kind, open_session
+        from .streaming import StreamingEnhancer, resolve_torch_model
+
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
+        self.backend = backend
+        try:
+            if backend == "onnxruntime" and isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() == ".onnx":
+                session = open_session(model)
+                self.causal = model_kind(session) == "step"
+            else:
+                net = resolve_torch_model(model)
+                self.causal = callable(getattr(net, "step", None))
+                if backend == "torch":
+                    if self.causal:
+                        self._make = lambda: StreamingEnhancer(net)
+                    else:
+                        fn = lambda x: enhance_waveform(net, torch.from_numpy(x)).numpy()  # noqa: E731
+                        self._make = lambda: OverlapChunker(fn)
+                    return
+                from .export import onnx_bytes
+
+                session = open_session(onnx_bytes(net, "step" if self.causal else "offline")[0])
+        except ImportError as e:
+            raise ConfigError(str(e)) from None
+        except (ValueError, FileNotFoundError) as e:
+            if isinstance(e, (CheckpointError, ConfigError)):
+                raise
+            raise CheckpointError(" ".join(str(e).split())) from None
+        if self.causal:
+            self._make = lambda: OrtStreamingEnhancer(session)
+        else:
+            offline = OrtOfflineEnhancer(session)
+            self._make = lambda: OverlapChunker(offline)
+
+    def stream(self):
+        return self._make()
+
+
+_PATH_CACHE: dict[tuple, Engine] = {}
+
+
+def get_engine(model=None, backend: str = "torch") -> Engine:
+    """Engine for a model, a checkpoint/ONNX path, or None (the shipped default).
+
+    Paths are cached (the key includes mtime and size, so a rewritten file is reloaded).
+    Model objects are not (the engine would keep them alive); with ``backend="onnxruntime"``
+    each call exports the model in memory, so for repeated calls pass ``get_engine(model,
+    "onnxruntime")`` itself as ``model``.
+    """
+    if isinstance(model, Engine):
+        return model
+    if isinstance(model, nn.Module):
+        return Engine(model, backend)
+    if model is None:
+        if not DEFAULT_MODEL.is_file():
+            raise CheckpointError("no model is shipped with mtakd yet (mtakd/pretrained/student.safetensors is missing); "
+                                  "pass a checkpoint with --model (Python: model=...)")
+        model = DEFAULT_MODEL
+    path = Path(model)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such model file; check the path")
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, backend)
+    if key not in _PATH_CACHE:
+        _PATH_CACHE[key] = Engine(path, backend)
+    return _PATH_CACHE[key]
+
+
+# ----------------------------------------------------------------------------- arrays
+def _fit(y: np.ndarray, n: int) -> np.ndarray:
+    """Trim or zero-pad to ``n`` (rate conversions may be off by a sample)."""
+    return y[:n] if y.size >= n else np.concatenate((y, np.zeros(n - y.size, np.float32)))
+
+
+def _downmix(x: np.ndarray, channel_axis: int, what: str) -> np.ndarray:
+    if x.ndim == 1:
+        return x
+    if x.ndim != 2:
+        raise ValueError(f"expected {what}, got shape {x.shape}")
+    if x.shape[channel_axis] > 1:
+        warnings.warn(f"{x.shape[channel_axis]} channels averaged to mono", EnhanceWarning, stacklevel=3)
+    return x.mean(axis=channel_axis)
+
+
+def _enhance_mono(x: np.ndarray, sr: int, engine: Engine) -> np.ndarray:
+    x = as_mono_float32(x)
+    if x.size == 0:
+        raise ValueError("cannot enhance an empty signal (0 samples)")
+    if not np.any(x):
+        warnings.warn("input is digital silence; the output is silence too", EnhanceWarning, stacklevel=3)
+    x16 = x if sr == SAMPLE_RATE else resample(x, sr, SAMPLE_RATE)
+    s = engine.stream()
+    y16 = np.concatenate((s.feed(x16), s.flush()))
+    y = y16 if sr == SAMPLE_RATE else resample(y16, SAMPLE_RATE, sr)
+    return _fit(y, x.size)
+
+
+def enhance(x, model=None, sr: int | None = None, backend: str = "torch"):
+    """Enhance a path, numpy array or tensor; see the module docstring for layouts and rates."""
+    engine = get_engine(model, backend)
+    if isinstance(x, (str, os.PathLike)):
+        if sr is not None:
+            raise ValueError("sr is read from the file; pass sr only with arrays or tensors")
+        return np.concatenate(list(enhance_file_blocks(Path(x), engine)))
+    rate = SAMPLE_RATE if sr is None else int(sr)
+    if isinstance(x, torch.Tensor):
+        mono = _downmix(x.detach().cpu().float().numpy(), 0, "a tensor (samples,) or (channels, samples)")
+        return torch.from_numpy(_enhance_mono(mono, rate, engine)).to(x.device)
+    mono = _downmix(np.asarray(x, dtype=np.float32), 1, "an array (samples,) or (samples, channels)")
+    return _enhance_mono(mono, rate, engine)
+
+
+# ----------------------------------------------------------------------------- files
+def enhance_file_blocks(path: Path, engine: Engine) -> Iterator[np.ndarray]:
+    """Yield the enhanced file at its own rate, block by block; total length = the file's."""
+    info = audio_info(path)
+    if info.channels > 1:
+        warnings.warn(f"{path}: {info.channels} channels averaged to mono", EnhanceWarning, stacklevel=2)
+    back = None if info.orig_sr == SAMPLE_RATE else soxr.ResampleStream(SAMPLE_RATE, info.orig_sr, 1, dtype="float32", quality=RESAMPLE_QUALITY)
+    stream, left, heard = engine.stream(), info.frames, False
+    blocks = iter_blocks(path, BLOCK_S)
+    for last, b in _with_last(blocks):
+        heard = heard or bool(np.any(b))
+        y = stream.feed(b)
+        if last:
+            y = np.concatenate((y, stream.flush()))
+        if back is not None:
+            y = back.resample_chunk(y, last=last)
+        y = y[:left]
+        left -= y.size
+        if y.size:
+            yield y
+    if left > 0:
+        yield np.zeros(left, np.float32)
+    if not heard:
+        warnings.warn(f"{path}: input is digital silence; the output is silence too", EnhanceWarning, stacklevel=2)
+
+
+def _with_last(it):
+    it = iter(it)
+    prev = next(it, None)
+    while prev is not None:
+        nxt = next(it, None)
+        yield nxt is None, prev
+        prev = nxt
+
+
+class _AtomicWav:
+    """16-bit mono WAV written block by block to a hidden temp file, renamed on ``commit``;
+    quantised like ``audio.save_audio`` (round(x * 32768), clipped to int16)."""
+
+    def __init__(self, path: Path, sr: int):
+        self.path = path
+        fd, self.tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        self.fh = os.fdopen(fd, "w+b")
+        self.snd = sf.SoundFile(self.fh, "w", int(sr), 1, "PCM_16", format="WAV")
+
+    def write(self, x: np.ndarray) -> None:
+        if not np.isfinite(x).all():
+            raise AudioError(self.path, "the model produced NaN or Inf samples", "check the model")
+        self.snd.write(np.clip(np.round(x.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16))
+
+    def commit(self) -> None:
+        self.snd.close()
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        os.chmod(self.tmp, 0o644)
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        for c in (self.snd.close, self.fh.close):
+            try:
+                c()
+            except Exception:  # noqa: BLE001 - best effort; the temp file goes anyway
+                pass
+        Path(self.tmp).unlink(missing_ok=True)
+
+
+def enhance_file(src: str | os.PathLike, dst: str | os.PathLike, model=None, backend: str = "torch") -> None:
+    """Enhance one file into ``dst`` (16-bit WAV at the input's rate, written atomically)."""
+    src, dst, engine = Path(src), Path(dst), get_engine(model, backend)
+    info = audio_info(src)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    out = _AtomicWav(dst, info.orig_sr)
+    try:
+        for y in enhance_file_blocks(src, engine):
+            out.write(y)
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
+
+
+@dataclass
+class EnhanceSummary:
+    enhanced: list[tuple[Path, Path]] = field(default_factory=list)
+    skipped: list[tuple[Path, Path]] = field(default_factory=list)  # output existed
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (input, one-line message)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def __str__(self) -> str:
+        s = f"{len(self.enhanced)} enhanced, {len(self.failed)} failed"
+        return s + (f", {len(self.skipped)} skipped (output exists; --overwrite replaces)" if self.skipped else "")
+
+
+def _one_line(src, e: BaseException) -> str:
+    msg = str(e) or type(e).__name__
+    return " ".join((msg if str(src) in msg else f"{src}: {msg}").split())
+
+
+def plan_outputs(inputs, out_dir) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
+    """``(pairs (input, output), failures)``; folders keep their structure under ``out_dir``.
+
+    Raises ``AudioError`` if an output would land on any input file (never overwritten).
+    Files inside ``out_dir`` are not taken as inputs when ``out_dir`` is a subfolder of an input
+    folder (they are earlier outputs).
+    """
+    root = Path(out_dir)
+    root_res = root.resolve()
+    pairs, failed = [], []
+    for raw in inputs:
+        p = Path(raw)
+        try:
+            if p.is_dir():
+                p_res = p.resolve()
+                for f in list_audio_files(p):
+                    if root_res != p_res and root_res in f.resolve().parents:
+                        continue
+                    pairs.append((f, root / f.relative_to(p).with_suffix(".wav")))
+            elif p.is_file() and p.suffix.lower() not in AUDIO_EXTENSIONS:
+                raise AudioError(p, "is not a .wav, .flac or .ogg file", "convert it or leave it out")
+            elif p.is_file():
+                pairs.append((p, root / (p.stem + ".wav")))
+            else:
+                raise AudioError(p, "does not exist", "check the path")
+        except AudioError as e:
+            failed.append((str(p), _one_line(p, e)))
+    sources = {src.resolve(): src for src, _ in pairs}
+    for src, dst in pairs:
+        if dst.resolve() in sources:
+            raise AudioError(dst, f"the output for {src} would overwrite an input file",
+                             "choose an output folder (-o) that is not an input folder")
+    unique, seen = [], {}
+    for src, dst in pairs:
+        other = seen.setdefault(dst.resolve(), src)
+        if other is src:
+            unique.append((src, dst))
+        else:
+            failed.append((str(src), f"{src}: its output name {dst} is already used by {other}; rename one of them"))
+    return unique, failed
+
+
+def enhance_files(inputs, out_dir, model=None, overwrite: bool = False, backend: str = "torch",
+                  progress: Callable[[int, int, str, Path, Path | None, str], None] | None = None) -> EnhanceSummary:
+    """Enhance files/folders into ``out_dir``; a bad file is listed in ``failed``, never fatal.
+
+    ``progress(i, n, status, src, dst, detail)`` is called per file (status: enhanced, skipped,
+    failed). Model problems (``CheckpointError``/``ConfigError``) and outputs that would
+    overwrite an input (``AudioError``) are raised before any file is touched.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    root = Path(out_dir)
+    if root.exists() and not root.is_dir():
+        raise AudioError(root, "output folder is an existing file", "choose a folder for -o")
+    engine = get_engine(model, backend)
+    pairs, failed = plan_outputs(inputs, root)
+    summary = EnhanceSummary(failed=list(failed))
+    n = len(pairs)
+    for src, msg in failed:
+        if progress:
+            progress(0, n, "failed", Path(src), None, msg)
+    for i, (src, dst) in enumerate(pairs, 1):
+        if dst.exists() and not overwrite:
+            summary.skipped.append((src, dst))
+            if progress:
+                progress(i, n, "skipped", src, dst, "output exists")
+            continue
+        t0 = time.perf_counter()
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", EnhanceWarning)
+                enhance_file(src, dst, engine)
+        except (AudioError, ValueError, OSError, RuntimeError) as e:  # soundfile errors are RuntimeErrors
+            msg = _one_line(src, e)
+            summary.failed.append((str(src), msg))
+            if progress:
+                progress(i, n, "failed", src, dst, msg)
+            continue
+        for w in caught:
+            if issubclass(w.category, EnhanceWarning):
+                text = str(w.message)
+                summary.warnings.append(text if str(src) in text else f"{src}: {text}")
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        summary.enhanced.append((src, dst))
+        if progress:
+            progress(i, n, "enhanced", src, dst, f"{time.perf_counter() - t0:.2f} s")
+    return summary

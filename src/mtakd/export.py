@@ -1,0 +1,311 @@
+"""ONNX export of mtakd models, verified against PyTorch with onnxruntime.
+
+Two kinds (stored as ``mtakd_kind`` in the ONNX metadata, with the model name/args):
+
+* ``step`` (causal models only): the whole per-hop pipeline, not just ``model.step``::
+
+      frame (1, 320) raw samples, state (L, 1, H) -> out (1, 320), state_out (L, 1, H)
+
+  i.e. ``analyze_frame -> model.step -> apply_mask -> synthesize_frame`` in one graph. Why:
+  the runtime then needs no DFT of its own and makes one ``session.run`` per hop; framing and
+  overlap-add stay in numpy (``stft_np.HopFramer``), shared with the torch streamer. The
+  DFT matrices are graph constants (~0.8 MB, more than the default student's weights).
+* ``offline`` (any model, teacher too): ``wav (1, N) -> enhanced (1, N)`` with dynamic ``N``,
+  equal to ``inference.enhance_waveform``. ``STFT.forward`` frames with ``unfold``, which the
+  exporter cannot handle for a dynamic length, so the graph frames by reshaping into hops
+  (``N_FFT == 2 * HOP``: frame ``t`` = hops ``t`` and ``t+1``); the verification compares it
+  with the real offline path, so any difference would be caught.
+
+Export uses torch's TorchScript exporter (``dynamo=False``): the dynamo exporter needs the
+``onnxscript`` package, which mtakd does not depend on. ``quantize=True`` adds a dynamic int8
+copy (``<name>.int8.onnx``): MatMul weights (fc_in/fc_out) become int8; the GRU stays float
+(onnxruntime has no dynamically quantised GRU) and the DFT is kept float on purpose.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F_
+
+from . import __version__
+from .stft import HOP, N_FFT, SAMPLE_RATE, STFT, apply_mask
+
+KINDS = ("step", "offline")
+#: verification tolerance (max abs difference between PyTorch and onnxruntime outputs)
+VERIFY_ATOL = 1e-4
+
+
+class ExportError(ValueError):
+    """Export failed or its verification did not match PyTorch."""
+
+
+class StepGraph(nn.Module):
+    """Per-hop pipeline: ``forward(frame (1, N_FFT), state (L,1,H)) -> (out (1, N_FFT), state)``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.stft = model, STFT()
+
+    def forward(self, frame: torch.Tensor, state: torch.Tensor):
+        spec = self.stft.analyze_frame(frame)  # (1, 2, F)
+        mask, state = self.model.step(spec, state)
+        return self.stft.synthesize_frame(apply_mask(spec, mask)), state
+
+
+class OfflineGraph(nn.Module):
+    """Export-friendly ``MaskEnhancer``: ``forward(wav (B, N)) -> (B, N)``, same numbers."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.stft = model, STFT()
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        n = wav.shape[-1]
+        t = (n + HOP - 1) // HOP + 1  # STFT.num_frames
+        x = F_.pad(wav, (N_FFT - HOP, t * HOP - n))  # (B, (t+1)*HOP)
+        hops = x.reshape(x.shape[0], t + 1, HOP)
+        frames = torch.cat((hops[:, :-1], hops[:, 1:]), dim=-1)  # (B, t, N_FFT)
+        spec = self.stft.analyze_frame(frames).transpose(1, 2)  # (B, 2, t, F)
+        return self.stft.inverse(apply_mask(spec, self.model(spec)), n)
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    kind: str
+    size_bytes: int
+    max_abs_diff: float | None  # PyTorch vs onnxruntime (None when verify=False)
+    quantized_path: Path | None = None
+    quantized_size_bytes: int | None = None
+    quantized_snr_db: float | None = None  # agreement of int8 with float output on test audio
+
+
+def _test_signal(n: int, seed: int = 0) -> np.ndarray:
+    """Speech-like test audio: a gliding harmonic tone under a 3 Hz syllable envelope + noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / SAMPLE_RATE
+    phase = 2 * np.pi * np.cumsum(140 + 20 * np.sin(2 * np.pi * 0.5 * t)) / SAMPLE_RATE
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 21))
+    env = 0.5 - 0.5 * np.cos(2 * np.pi * 3 * t)
+    return (0.05 * voiced * env + 0.01 * rng.standard_normal(n)).astype(np.float32)
+
+
+def _metadata(model: nn.Module, kind: str) -> dict[str, str]:
+    from .models import model_args, model_name
+
+    try:
+        name, args = model_name(model), model_args(model)
+    except (ValueError, AttributeError, TypeError):
+        name, args = type(model).__name__, {}
+    return {
+        "mtakd_kind": kind, "mtakd_version": __version__, "model_name": name, "model_args": json.dumps(args),
+        "sample_rate": str(SAMPLE_RATE), "n_fft": str(N_FFT), "hop": str(HOP),
+    }
+
+
+def _with_metadata(data: bytes, meta: dict[str, str]) -> bytes:
+    import onnx
+
+    proto = onnx.load_from_string(data)
+    old = {p.key: p.value for p in proto.metadata_props}
+    old.update(meta)
+    del proto.metadata_props[:]
+    for k, v in old.items():
+        proto.metadata_props.add(key=k, value=v)
+    return proto.SerializeToString()
+
+
+def _verify(data: bytes, graph: nn.Module, model: nn.Module, kind: str) -> float:
+    """Max abs difference between onnxruntime and PyTorch on random audio."""
+    from .inference import enhance_waveform
+    from .ort_runtime import open_session
+
+    sess = open_session(data)
+    rng = np.random.default_rng(1234)
+    diff = 0.0
+    with torch.inference_mode():
+        if kind == "step":
+            frames = (0.1 * rng.standard_normal((50, 1, N_FFT))).astype(np.float32)
+            st_t = model.initial_state(1)
+            st_o = st_t.numpy()
+            for f in frames:  # 50 frames, each backend carrying its own state
+                y_t, st_t = graph(torch.from_numpy(f), st_t)
+                y_o, st_o = sess.run(None, {"frame": f, "state": st_o})
+                diff = max(diff, float(np.abs(y_o - y_t.numpy()).max()), float(np.abs(st_o - st_t.numpy()).max()))
+        else:
+            for n in (SAMPLE_RATE + 37, SAMPLE_RATE // 4 + 3):  # two lengths: the axis is dynamic
+                x = (0.1 * rng.standard_normal((1, n))).astype(np.float32)
+                ref = enhance_waveform(model, torch.from_numpy(x)).numpy()
+                out = sess.run(None, {"wav": x})[0]
+                if out.shape != ref.shape:
+                    raise ExportError(f"ONNX offline model returned shape {out.shape} for input {x.shape}")
+                diff = max(diff, float(np.abs(out - ref).max()))
+    return diff
+
+
+def onnx_bytes(model: nn.Module, kind: str = "step", opset: int = 17, verify: bool = True) -> tuple[bytes, float | None]:
+    """Export ``model`` to ONNX in memory: ``(bytes with mtakd metadata, max abs diff or None)``."""
+    if kind not in KINDS:
+        raise ExportError(f"unknown export kind '{kind}'; choose one of {', '.join(KINDS)}")
+    # a private CPU copy in eval mode: the caller's model keeps its device and mode
+    model = copy.deepcopy(model).cpu().eval()
+    if kind == "step":
+        from .streaming import check_streamable
+
+        check_streamable(model)
+        graph = StepGraph(model).eval()
+        args = (torch.zeros(1, N_FFT), model.initial_state(1))
+        names = dict(input_names=["frame", "state"], output_names=["out", "state_out"])
+    else:
+        graph = OfflineGraph(model).eval()
+        args = (torch.zeros(1, SAMPLE_RATE // 10),)
+        names = dict(input_names=["wav"], output_names=["enhanced"], dynamic_axes={"wav": {1: "samples"}, "enhanced": {1: "samples"}})
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # legacy-exporter deprecation and tracer notes
+        with torch.no_grad():
+            torch.onnx.export(graph, args, buf, dynamo=False, opset_version=opset, do_constant_folding=True, **names)
+    data = _with_metadata(buf.getvalue(), _metadata(model, kind))
+    diff = None
+    if verify:
+        diff = _verify(data, graph, model, kind)
+        if not diff <= VERIFY_ATOL:
+            raise ExportError(f"ONNX {kind} export does not match PyTorch: max abs diff {diff:.3g} > {VERIFY_ATOL:g}")
+    return data, diff
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def quantized_path(out_path: str | os.PathLike) -> Path:
+    """``student.onnx`` -> ``student.int8.onnx``."""
+    p = Path(out_path)
+    return p.with_name(p.stem + ".int8" + (p.suffix or ".onnx"))
+
+
+def quantize_bytes(data: bytes) -> bytes:
+    """Dynamic int8 quantisation of MatMul/LSTM weights; the DFT MatMuls stay float."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    proto = onnx.load_from_string(data)
+    # the DFT matrices: constant B of shape (320, 161) or (161, 320); int8 would add audible noise
+    shapes = ((N_FFT, N_FFT // 2 + 1), (N_FFT // 2 + 1, N_FFT))
+    consts = {n.output[0] for n in proto.graph.node if n.op_type == "Constant" and n.attribute
+              and n.attribute[0].name == "value" and tuple(n.attribute[0].t.dims) in shapes}
+    consts |= {i.name for i in proto.graph.initializer if tuple(i.dims) in shapes}
+    dft = [n.name for n in proto.graph.node if n.op_type == "MatMul" and len(n.input) == 2 and n.input[1] in consts]
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = Path(d) / "f.onnx", Path(d) / "q.onnx"
+        src.write_bytes(data)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # quantize_dynamic logs a pre-processing hint on every call
+        try:
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_exclude=dft)
+        finally:
+            root.setLevel(level)
+        return _with_metadata(dst.read_bytes(), {"mtakd_quantized": "int8-dynamic"})
+
+
+def _snr_db(ref: np.ndarray, est: np.ndarray) -> float:
+    err = float(np.sum((ref.astype(np.float64) - est) ** 2))
+    return float("inf") if err == 0 else float(10 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / err))
+
+
+def export_onnx(
+    ckpt_or_model,
+    out_path: str | os.PathLike,
+    kind: str = "step",
+    opset: int = 17,
+    verify: bool = True,
+    overwrite: bool = False,
+    quantize: bool = False,
+) -> ExportResult:
+    """Export a checkpoint path or model to ``out_path`` (atomic; see the module docstring).
+
+    Refuses (``FileExistsError``) to replace an existing file unless ``overwrite=True``;
+    raises ``ExportError`` when the onnxruntime output differs from PyTorch by more than
+    ``VERIFY_ATOL``. With ``quantize=True`` also writes ``quantized_path(out_path)``.
+    """
+    out = Path(out_path)
+    targets = [out] + ([quantized_path(out)] if quantize else [])
+    for t in targets:
+        if t.exists() and not overwrite:
+            raise FileExistsError(f"{t}: already exists; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise ExportError(f"{out}: output folder '{out.parent}' does not exist; create it first")
+    if isinstance(ckpt_or_model, nn.Module):
+        model = ckpt_or_model
+    else:
+        from .checkpoint import load_model
+
+        model = load_model(ckpt_or_model)
+    data, diff = onnx_bytes(model, kind, opset, verify)
+    _atomic_write(out, data)
+    result = ExportResult(path=out, kind=kind, size_bytes=out.stat().st_size, max_abs_diff=diff)
+    if quantize:
+        qdata = quantize_bytes(data)
+        from .ort_runtime import enhance_array
+
+        x = _test_signal(2 * SAMPLE_RATE)
+        result.quantized_snr_db = _snr_db(enhance_array(data, x), enhance_array(qdata, x))
+        _atomic_write(targets[1], qdata)
+        result.quantized_path, result.quantized_size_bytes = targets[1], targets[1].stat().st_size
+    return result
+
+
+# ----------------------------------------------------------------------------- CLI
+def cmd_export(args) -> int:
+    import sys
+
+    try:
+        r = export_onnx(args.checkpoint, args.output, kind=args.kind, opset=args.opset, verify=not args.no_verify,
+                        overwrite=args.overwrite, quantize=args.quantize)
+    except FileExistsError as e:
+        print(f"mtakd: error: {e}", file=sys.stderr)
+        return 2
+    except ExportError as e:
+        print(f"mtakd: error: {e}", file=sys.stderr)
+        return 1
+    check = f", verified (max abs diff {r.max_abs_diff:.2e})" if r.max_abs_diff is not None else ", not verified"
+    print(f"wrote {r.path} ({r.kind}, {r.size_bytes / 1e6:.2f} MB{check})")
+    if r.quantized_path is not None:
+        print(f"wrote {r.quantized_path} (int8, {r.quantized_size_bytes / 1e6:.2f} MB, "
+              f"output SNR vs float {r.quantized_snr_db:.1f} dB)")
+    return 0
+
+
+def register_cli(sub) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (streaming step or whole-utterance)")
+    p.add_argument("checkpoint", help="mtakd checkpoint (.safetensors)")
+    p.add_argument("-o", "--output", required=True, help="output .onnx file")
+    p.add_argument("--kind", choices=KINDS, default="step",
+                   help="step: per-hop streaming graph (causal students); offline: whole waveform, any model")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--quantize", action="store_true", help="also write a dynamic int8 copy <name>.int8.onnx")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime vs PyTorch check")
+    p.set_defaults(func=cmd_export)

@@ -1,0 +1,198 @@
+"""Torch-free half of the STFT: constants, the per-frame DFT in numpy, and streaming framing.
+
+This module imports numpy only, so the onnxruntime runtime (``mtakd.ort_runtime``) runs
+without PyTorch. It mirrors ``mtakd.stft`` exactly (tested to 1e-6):
+
+* ``SAMPLE_RATE``, ``N_FFT``, ``HOP``, ``N_FREQ``: the same constants;
+* ``analyze_frame(frame (..., N_FFT)) -> (..., 2, F)`` and
+  ``synthesize_frame((..., 2, F)) -> (..., N_FFT)``: the same DFT matrices, built the same
+  way (float64, window rounded to float32 first, then cast to float32). The exported ONNX
+  step graph already contains this DFT, so the runtime does not need it; it is here as the
+  numpy reference of what that graph computes, and for code that runs a mask-only model;
+* ``HopFramer``: the causal framing and overlap-add that turns "one 320-sample frame in,
+  one windowed 320-sample synthesis frame out" into ``feed(any chunk) -> samples``. The torch
+  and the onnxruntime streamers share it, so their bookkeeping cannot drift apart.
+"""
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+N_FFT = 320
+HOP = 160
+N_FREQ = N_FFT // 2 + 1
+
+
+def _matrices() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    # same recipe as stft.STFT.__init__: window in float64, rounded to float32, then used in
+    # float64 products; matrices cast to float32 at the end
+    n = np.arange(N_FFT, dtype=np.float64)
+    win = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * n / N_FFT)).astype(np.float32).astype(np.float64)
+    k = np.arange(N_FREQ, dtype=np.float64)
+    ang = 2 * np.pi * n[:, None] * k[None, :] / N_FFT  # (N_FFT, F)
+    fwd_re = (win[:, None] * np.cos(ang)).astype(np.float32)
+    fwd_im = (-win[:, None] * np.sin(ang)).astype(np.float32)
+    scale = np.full(N_FREQ, 2.0)
+    scale[0] = scale[-1] = 1.0
+    inv_re = (scale[:, None] * np.cos(ang.T) / N_FFT * win[None, :]).astype(np.float32)
+    inv_im = (-scale[:, None] * np.sin(ang.T) / N_FFT * win[None, :]).astype(np.float32)
+    return fwd_re, fwd_im, inv_re, inv_im
+
+
+FWD_RE, FWD_IM, INV_RE, INV_IM = _matrices()
+
+
+def analyze_frame(frame: np.ndarray) -> np.ndarray:
+    """``frame (..., N_FFT)`` of raw samples -> spectrum ``(..., 2, F)`` (float32)."""
+    return np.stack((frame @ FWD_RE, frame @ FWD_IM), axis=-2)
+
+
+def synthesize_frame(spec: np.ndarray) -> np.ndarray:
+    """Spectrum ``(..., 2, F)`` -> windowed time frame ``(..., N_FFT)`` to overlap-add."""
+    return spec[..., 0, :] @ INV_RE + spec[..., 1, :] @ INV_IM
+
+
+class FrameProcessor(Protocol):
+    """What ``HopFramer`` drives: frames ``(k, N_FFT)`` float32 -> synthesis frames
+    ``(k, N_FFT)`` float32, in order, keeping any recurrent state inside; ``reset()``."""
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray: ...
+
+    def reset(self) -> None: ...
+
+
+def as_mono_float32(samples) -> np.ndarray:
+    """1-D float samples (numpy or torch, any float dtype) -> contiguous float32 numpy.
+
+    Called once per hop in real time, so the common case (a contiguous float32 array) does
+    no conversion and checks finiteness through one sum (NaN/Inf make it non-finite; only
+    if it is, the exact element-wise check runs, so a huge finite overflow is not rejected).
+    """
+    if hasattr(samples, "detach"):  # torch tensor, without importing torch
+        samples = samples.detach().cpu().numpy()
+    x = samples if type(samples) is np.ndarray else np.asarray(samples)
+    if x.ndim != 1:
+        raise ValueError(f"expected 1-D mono samples, got shape {x.shape}; downmix (e.g. x.mean(axis=1)) and pass one channel")
+    if x.dtype != np.float32:
+        if x.size and x.dtype.kind != "f":
+            raise ValueError(f"expected float samples in [-1, 1], got dtype {x.dtype}; convert int16 PCM with x / 32768")
+        x = x.astype(np.float32)
+    elif not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
+    if not math.isfinite(float(x.sum())) and not np.isfinite(x).all():
+        raise ValueError("input contains NaN or Inf samples")  # one NaN would poison the recurrent state for good
+    return x
+
+
+class HopFramer:
+    """Causal framing + overlap-add around a ``FrameProcessor``; samples in, samples out.
+
+    Output convention: the concatenation of all ``feed`` outputs and ``flush()`` equals the
+    offline enhancement of the whole signal sample for sample (same length, no offset).
+    A sample is emitted as soon as its overlap-add is complete: output hop ``j`` needs frames
+    ``j`` and ``j+1``, and frame ``j+1`` needs the input up to the end of hop ``j+1``. So after
+    ``n`` input samples, ``max(0, (n // HOP - 1) * HOP)`` output samples have been returned;
+    with hop-sized I/O each output hop leaves one hop after its input hop arrived, i.e. the
+    delay is ``delay_samples = N_FFT`` (20 ms = ``stft.ALGORITHMIC_LATENCY_MS``).
+
+    Chunks of any size are accepted. All complete frames of a chunk go to the processor in
+    one call (so the DFT runs batched), at most ``max_frames`` at a time to bound memory.
+    """
+
+    def __init__(self, processor: FrameProcessor, max_frames: int = 1024):
+        if max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        self._proc = processor
+        self._max_new = max_frames * HOP
+        # holds HOP samples of history + < HOP pending + one slice of new input; preallocated so
+        # the hot path never grows it
+        self._buf = np.zeros(2 * HOP + self._max_new + N_FFT, dtype=np.float32)
+        self._tail = np.zeros(HOP, dtype=np.float32)  # second half of the last synthesis frame
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (input history, overlap-add tail, recurrent state)."""
+        self._buf[:HOP] = 0.0  # the causal left padding of N_FFT - HOP zeros
+        self._fill = HOP
+        self._tail[:] = 0.0
+        self._frames = 0  # frames processed so far
+        self._n_in = 0
+        self._n_out = 0
+        self._proc.reset()
+
+    @property
+    def delay_samples(self) -> int:
+        """Latency of the stream in samples: ``N_FFT`` (320 = 20 ms at 16 kHz). With hop-sized
+        I/O, output hop ``j`` is returned by the feed of input hop ``j+1``; played out from
+        then on, each sample comes exactly ``N_FFT`` samples after it was captured (plus
+        compute time). This is ``stft.ALGORITHMIC_LATENCY_SAMPLES``."""
+        return N_FFT
+
+    @property
+    def samples_in(self) -> int:
+        return self._n_in
+
+    @property
+    def samples_out(self) -> int:
+        return self._n_out
+
+    def feed(self, samples) -> np.ndarray:
+        """Push 1-D float samples (numpy or torch, any length); return the newly completed
+        enhanced samples (float32, possibly empty)."""
+        x = as_mono_float32(samples)
+        self._n_in += x.size
+        outs = []
+        for start in range(0, x.size, self._max_new):
+            part = x[start : start + self._max_new]
+            self._buf[self._fill : self._fill + part.size] = part
+            self._fill += part.size
+            k = (self._fill - HOP) // HOP  # complete frames in the buffer
+            if k:
+                outs.append(self._run(k))
+        if not outs:
+            return np.zeros(0, dtype=np.float32)
+        y = outs[0] if len(outs) == 1 else np.concatenate(outs)
+        self._n_out += y.size
+        return y
+
+    def flush(self) -> np.ndarray:
+        """Zero-pad the last frames, return the remaining samples, and ``reset()``: the total
+        output length equals the total input length."""
+        n = self._n_in
+        if n == 0:
+            self.reset()
+            return np.zeros(0, dtype=np.float32)
+        total_frames = -(-n // HOP) + 1  # stft.STFT.num_frames
+        k = total_frames - self._frames
+        end = HOP + k * HOP
+        self._buf[self._fill : end] = 0.0
+        self._fill = end
+        y = self._run(k)[: n - self._n_out]
+        self.reset()
+        return y
+
+    def _run(self, k: int) -> np.ndarray:
+        """Process the ``k`` complete frames in the buffer; return ``(k or k-1) * HOP`` samples."""
+        buf = self._buf
+        if k == 1:  # the real-time case; as_strided costs more than a whole small matmul
+            frames = buf[None, :N_FFT]
+        else:  # frame i = buf[i*HOP : i*HOP + N_FFT]: an overlapping strided view, no copy
+            frames = np.lib.stride_tricks.as_strided(buf, shape=(k, N_FFT), strides=(HOP * buf.itemsize, buf.itemsize))
+        synth = self._proc(frames)  # (k, N_FFT)
+        out = np.empty((k, HOP), dtype=np.float32)
+        np.add(self._tail, synth[0, :HOP], out=out[0])
+        if k > 1:
+            np.add(synth[1:, :HOP], synth[:-1, HOP:], out=out[1:])
+        self._tail[:] = synth[-1, HOP:]
+        # keep the last HOP + pending samples (the next frame's first half onwards)
+        used = k * HOP
+        rest = self._fill - used
+        buf[:rest] = buf[used : self._fill]
+        self._fill = rest
+        first = self._frames == 0
+        self._frames += k
+        # hop -1 (frame 0's first half) lies in the left padding: it is not signal
+        return (out[1:] if first else out).reshape(-1)

@@ -1,0 +1,126 @@
+"""Real-time enhancement with a causal model: ``feed(samples) -> samples`` / ``flush()``.
+
+``StreamingEnhancer(model_or_path, backend="torch")`` wraps ``Student.step``: per frame it runs
+``STFT.analyze_frame -> model.step -> apply_mask -> STFT.synthesize_frame`` and overlap-adds
+(``stft_np.HopFramer``). There is no second copy of the model: the offline path
+(``inference.enhance_waveform``) and this one run the same weights, and their outputs agree
+sample for sample (<= 1e-5, tested) for any chunking of the input.
+
+``backend="onnxruntime"`` runs the exported per-hop ONNX graph (``mtakd export --kind step``)
+through ``mtakd.ort_runtime.OrtStepProcessor`` with the same framing; given a torch model or a
+checkpoint instead of an ``.onnx`` file, the step graph is exported in memory first. Code that
+must not import torch at all uses ``mtakd.ort_runtime.OrtStreamingEnhancer`` directly.
+
+Latency: ``delay_samples`` (= ``N_FFT``, 320 samples, 20 ms) -- see ``HopFramer``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .stft import STFT, apply_mask
+from .stft_np import HopFramer
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+def check_streamable(model: nn.Module) -> None:
+    """Raise ``ValueError`` unless ``model`` has ``step`` and ``initial_state`` (is causal)."""
+    if not (callable(getattr(model, "step", None)) and callable(getattr(model, "initial_state", None))):
+        raise ValueError(
+            f"{type(model).__name__} cannot stream: it has no step()/initial_state() (it is not causal; "
+            "the teacher looks ahead). Stream a student, or enhance whole files with mtakd.enhance"
+        )
+
+
+def resolve_torch_model(model_or_path) -> nn.Module:
+    """An ``nn.Module`` is returned as is; a path is loaded with ``checkpoint.load_model``."""
+    if isinstance(model_or_path, nn.Module):
+        return model_or_path
+    if isinstance(model_or_path, (str, os.PathLike)):
+        if Path(model_or_path).suffix.lower() == ".onnx":
+            raise ValueError(f"{model_or_path}: an ONNX file runs with backend='onnxruntime', not 'torch'")
+        from .checkpoint import load_model
+
+        return load_model(model_or_path)
+    raise ValueError(f"expected a model or a checkpoint path, got {type(model_or_path).__name__}")
+
+
+class TorchStepProcessor:
+    """Frames ``(k, N_FFT)`` -> synthesis frames ``(k, N_FFT)`` through ``model.step``.
+
+    The DFT of all ``k`` frames is one batched matmul; the recurrence is a loop of ``step``
+    calls (batch 1), so a big chunk costs ``k`` small steps and two large matmuls.
+    """
+
+    def __init__(self, model: nn.Module):
+        check_streamable(model)
+        self.model = model
+        try:
+            self.device = next(model.parameters()).device
+        except StopIteration:
+            self.device = torch.device("cpu")
+        self.stft = STFT().to(self.device)
+        self.state = None
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = self.model.initial_state(1).to(self.device)
+
+    @torch.inference_mode()
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        spec = self.stft.analyze_frame(torch.from_numpy(frames).to(self.device))  # (k, 2, F)
+        step, state = self.model.step, self.state
+        if spec.shape[0] == 1:  # the real-time case: one hop in, one frame out
+            mask, state = step(spec, state)
+        else:
+            mask = torch.empty_like(spec)
+            for i in range(spec.shape[0]):
+                m, state = step(spec[i : i + 1], state)
+                mask[i] = m[0]
+        self.state = state
+        return self.stft.synthesize_frame(apply_mask(spec, mask)).cpu().numpy()  # (k, N_FFT)
+
+
+class StreamingEnhancer(HopFramer):
+    """Causal streaming enhancement of 16 kHz mono audio.
+
+    ``feed(samples (n,)) -> (m,)`` accepts numpy arrays or tensors of any length (1 sample to
+    minutes) and returns float32 numpy; ``flush() -> (r,)`` ends the utterance (zero-pads the
+    last frames, then resets); ``reset()`` starts a new utterance. The concatenated outputs
+    equal ``enhance_waveform(model, whole_signal)`` (same length, no offset).
+
+    ``model_or_path``: a causal model (with ``step``), an mtakd checkpoint path, or, for
+    ``backend="onnxruntime"``, an ``.onnx`` step model from ``mtakd export``.
+    ``threads``: onnxruntime intra-op threads (the torch backend uses torch's setting).
+    """
+
+    def __init__(self, model_or_path, backend: str = "torch", max_frames: int = 1024, threads: int = 1):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
+        self.backend = backend
+        if backend == "torch":
+            self.model = resolve_torch_model(model_or_path)
+            proc = TorchStepProcessor(self.model)
+        else:
+            from .ort_runtime import OrtStepProcessor
+
+            proc = OrtStepProcessor(ort_step_source(model_or_path), threads=threads)
+        super().__init__(proc, max_frames=max_frames)
+
+
+def ort_step_source(model_or_path):
+    """An ``.onnx`` path as is; a causal torch model or checkpoint -> step-graph ONNX bytes."""
+    if isinstance(model_or_path, (str, os.PathLike)) and Path(model_or_path).suffix.lower() == ".onnx":
+        return model_or_path
+    if isinstance(model_or_path, (bytes, bytearray)):
+        return bytes(model_or_path)
+    model = resolve_torch_model(model_or_path)
+    check_streamable(model)
+    from .export import onnx_bytes
+
+    return onnx_bytes(model, kind="step")[0]

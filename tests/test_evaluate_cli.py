@@ -1,0 +1,72 @@
+"""evaluate() and the training/info/build-devset verbs, in-process through mtakd.cli.main."""
+import csv
+import math
+
+import pytest
+
+from mtakd.checkpoint import save_checkpoint
+from mtakd.cli import main
+from mtakd.config import DataConfig
+from mtakd.data import build_devset
+from mtakd.evaluate import QUALITY_KEYS, evaluate
+from mtakd.models import build_model
+
+
+@pytest.fixture(scope="module")
+def devset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dev") / "devset"
+    build_devset(DataConfig(source="synthetic"), root, snrs=(0, 10), per_snr=2, seed=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def student_ckpt(tmp_path_factory):
+    p = tmp_path_factory.mktemp("ck") / "s.safetensors"
+    save_checkpoint(p, build_model("student", {"hidden": 8, "input_size": 8}))
+    return p
+
+
+def test_evaluate_noisy_and_model(devset, student_ckpt, tmp_path):
+    noisy = evaluate(None, devset, progress=False)
+    assert noisy["n_files"] == 4 and set(noisy["summary"]) == set(QUALITY_KEYS)
+    assert noisy["summary"]["si_sdr_i"] == pytest.approx(0.0, abs=1e-6)
+    assert sorted(noisy["per_snr"]) == [0.0, 10.0]
+    assert noisy["per_snr"][10.0]["si_sdr"] > noisy["per_snr"][0.0]["si_sdr"] + 5
+    res = evaluate(student_ckpt, devset, tmp_path / "files.csv", progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "files.csv")))
+    assert len(rows) == 4 and all(math.isfinite(float(r["stoi"])) for r in rows)
+    e = res["efficiency"]
+    assert e["params"] > 0 and e["macs_per_s"] > 0 and 0 < e["rtf_1thread"] < 1 and e["latency_ms"] == 20
+
+
+def test_cli_evaluate_and_info(devset, student_ckpt, capsys):
+    assert main(["evaluate", "noisy", str(devset), "--no-efficiency"]) == 0
+    assert "PESQ" in capsys.readouterr().out
+    assert main(["info", str(student_ckpt)]) == 0
+    out = capsys.readouterr().out
+    assert "parameters" in out and "MACs/s" in out and "latency" in out
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["evaluate", "missing.safetensors", "."], "no such checkpoint"),
+    (["info", "nothing.safetensors"], "no such checkpoint"),
+    (["train-teacher", "optim.lr=fast"], "must be a number"),
+    (["train-teacher", "loss.kd=mtakd"], "train-teacher trains without distillation"),
+    (["distill", "--kd", "fixed", "loss.unknown=1"], "unknown config key 'loss.unknown'"),
+    (["distill", "--kd", "fixed", "data.source=synthetic"], "needs a teacher"),
+])
+def test_cli_user_errors_are_one_line(argv, msg, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert msg in err and err.startswith("mtakd: error:") and "\n" not in err
+
+
+def test_cli_build_devset_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "d"
+    assert main(["build-devset", "--synthetic", "-o", str(out), "--snrs", "5", "--per-snr", "1"]) == 0
+    assert len(list((out / "noisy").glob("*.wav"))) == 1
+    assert main(["build-devset", "--synthetic", "-o", str(out), "--snrs", "5", "--per-snr", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mtakd: error:") and str(out) in err
+    assert len(list((out / "noisy").glob("*.wav"))) == 1
