@@ -11,7 +11,7 @@ from mtakd.train import Trainer, train
 
 TINY = ["data.source=synthetic", "data.segment_s=1.0", "data.items_per_epoch=48", "optim.batch_size=8",
         "optim.lr=0.005", "optim.warmup_steps=2", "optim.checkpoint_every=0", "optim.log_every=1",
-        "valid.synthetic_items=2", "threads=1"]
+        "valid.synthetic_items=2", "threads=1", "device=cpu"]
 TEACHER = ["model.name=teacher", "model.args={input_size: 24, hidden: 24, layers: 1}"]
 STUDENT = ["model.name=student", "model.args={input_size: 8, hidden: 8, layers: 1}"]
 

@@ -3,17 +3,25 @@
 * ``load_audio(path) -> (wav (N,), AudioInfo)`` reads WAV/FLAC/OGG at any rate and channel
   count, downmixes to mono (mean of channels) and resamples with soxr 'HQ'.
 * ``iter_blocks(path)`` yields the same signal in bounded-memory blocks for long files.
-* ``save_audio(path, wav, sr)`` writes 16-bit PCM WAV atomically.
+* ``save_audio(path, wav, sr)`` / ``AtomicWavWriter`` (block by block) write 16-bit PCM WAV
+  atomically; ``write_error`` turns a failed write into a one-line ``AudioError``.
 * ``list_audio_files(paths)`` expands files/folders to a sorted list of audio files.
 
 A user's mistake (missing file, not audio, NaN samples, ...) raises ``AudioError`` whose
 message is one line: which file, what is wrong, what to do. The CLI prints it without a
-traceback. Digital silence and clipping are *not* errors; they are flagged in ``AudioInfo``.
+traceback. Digital silence, clipping and a cut-short WAV are *not* errors; they are flagged in
+``AudioInfo``. Writes use plain ``os.write`` (libsndfile's virtual I/O swallows ``OSError``s),
+so a full disk is reported (``DiskFullError``), never a short file under the final name.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import glob
+import io
 import os
 import re
+import struct
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -26,8 +34,14 @@ import soxr
 from .stft import SAMPLE_RATE
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+#: audio formats mtakd does not read; inside input folders they are reported, not skipped silently
+UNSUPPORTED_EXTENSIONS = (".mp3", ".m4a", ".mp4", ".aac", ".wma", ".opus", ".aif", ".aiff", ".amr", ".webm", ".caf")
 #: soxr quality for every rate conversion (transparent for speech, fast enough for data loading)
 RESAMPLE_QUALITY = "HQ"
+#: sample rates outside this range are taken as a damaged header
+_MIN_SR, _MAX_SR = 1000, 768000
+#: at most this many samples (frames x channels) are read at once by ``iter_blocks``
+_MAX_READ_SAMPLES = 1 << 22
 #: |x| at or above this counts as clipped (16-bit full scale is 32767/32768 ~ 0.99997)
 _CLIP_LEVEL = 0.999
 
@@ -51,6 +65,21 @@ class AudioError(ValueError):
         super().__init__(" ".join(msg.split()))
 
 
+class DiskFullError(AudioError):
+    """A write failed because the disk (or the quota) is full: later writes would fail too."""
+
+
+def write_error(path: str | os.PathLike, e: OSError) -> AudioError:
+    """The one-line ``AudioError`` for a failed write of ``path`` (``DiskFullError`` if the disk is full)."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(path, "cannot write: the disk is full (no space left on device)",
+                             "free some space or write to another disk; no partial file was left under this name")
+    reason = (e.strerror or str(e)).lower()
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.ENOENT, errno.EISDIR, errno.EEXIST):
+        return AudioError(path, f"cannot write: {reason}", "choose a writable output folder")
+    return AudioError(path, f"writing failed ({reason})", "check free disk space and permissions")
+
+
 @dataclass
 class AudioInfo:
     """What was read and what was done to it.
@@ -69,6 +98,8 @@ class AudioInfo:
     resampled: bool = False
     silent: bool | None = None
     clipped: bool | None = None
+    #: the WAV header promises more data than the file holds (cut short, or never finalised)
+    truncated: bool = False
 
     @property
     def duration_s(self) -> float:
@@ -91,30 +122,38 @@ def _open(path: Path) -> sf.SoundFile:
     """Open for reading; any libsndfile failure becomes an ``AudioError``."""
     _check_readable_path(path)
     try:
-        return sf.SoundFile(str(path))
+        # bytes: libsndfile opens any file name, also ones that are not valid UTF-8
+        f = sf.SoundFile(os.fsencode(path) if os.name != "nt" else str(path))
     except (sf.SoundFileError, RuntimeError, OSError) as e:
-        detail = str(e).split(":", 1)[-1].strip() if "Error opening" in str(e) else str(e)
+        detail = getattr(e, "error_string", None) or str(e)
         if "does not exist" in detail or "System error" in detail:
             # libsndfile's words when a decoder (e.g. MP3 probing random bytes) gives up; the
             # file does exist (checked above), so that wording would mislead
             detail = "format not recognised"
-        raise AudioError(
-            path,
-            f"cannot be read as audio ({detail})",
-            "the file is not audio, truncated, or an unsupported container; use WAV, FLAC or OGG",
-        ) from None
+        raise AudioError(path, f"cannot be read as audio ({detail})",
+                         "the file is not audio, truncated, or an unsupported container; use WAV, FLAC or OGG") from None
+    if not _MIN_SR <= f.samplerate <= _MAX_SR:  # a damaged header; 1 Hz would mean 16000x upsampling
+        f.close()
+        raise AudioError(path, f"has an implausible sample rate ({f.samplerate} Hz)",
+                         f"the header is damaged or the file is not audio; mtakd reads {_MIN_SR}..{_MAX_SR} Hz")
+    return f
 
 
 def _info_from(f: sf.SoundFile, path: Path) -> AudioInfo:
     return AudioInfo(
         path=str(path), orig_sr=int(f.samplerate), channels=int(f.channels),
         frames=int(f.frames), subtype=str(f.subtype), format=str(f.format),
+        # libsndfile logs "data : 8000 (should be 1956)" when the data chunk is cut short
+        truncated=bool(re.search(r"^data\s*:\s*\d+ \(should be \d+\)", f.extra_info or "", re.M)),
     )
 
 
-def _check_finite(x: np.ndarray, path: Path, where: str = "") -> None:
-    if not np.isfinite(x).all():
-        raise AudioError(path, f"contains NaN or Inf samples{where}", "re-export the file")
+def _check_finite(x: np.ndarray, path: Path, offset: int, sr: int) -> None:
+    """``x`` ``(frames, channels)`` starting at frame ``offset``: NaN/Inf -> ``AudioError`` with its time."""
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        at = (offset + int(np.argmax(bad))) / sr
+        raise AudioError(path, f"contains NaN or Inf samples (the first at {at:.3f} s)", "re-export the file")
 
 
 def resample(wav: np.ndarray, from_sr: int, to_sr: int) -> np.ndarray:
@@ -154,7 +193,7 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE) -> tuple[np.ndarr
             raise AudioError(p, f"reading the samples failed ({e})", "the file may be damaged; re-export it") from None
     if x.shape[0] == 0:
         raise AudioError(p, "contains zero samples", "remove the file or record some audio")
-    _check_finite(x, p)
+    _check_finite(x, p, 0, info.orig_sr)
     info.clipped = bool(np.abs(x).max() >= _CLIP_LEVEL)
     if x.shape[1] > 1:
         x = x.mean(axis=1)
@@ -191,16 +230,19 @@ def _blocks(f: sf.SoundFile, p: Path, block_n: int, sr: int) -> Iterator[np.ndar
     stream = None if orig_sr == sr else soxr.ResampleStream(orig_sr, sr, 1, dtype="float32", quality=RESAMPLE_QUALITY)
     # read in input-rate blocks of about the output block length; re-chunk the output so every
     # yielded block (but the last) has exactly block_n samples
-    read_n = max(1, int(np.ceil(block_n * orig_sr / sr)))
+    read_n = max(1, min(int(np.ceil(block_n * orig_sr / sr)), _MAX_READ_SAMPLES // max(1, f.channels)))
     pending: list[np.ndarray] = []
-    n_pending = 0
-    pos = 0
+    n_pending = pos = 0
     with f:
         total = f.frames
         while True:
-            x = f.read(read_n, dtype="float32", always_2d=True)
+            try:
+                x = f.read(read_n, dtype="float32", always_2d=True)
+            except (sf.SoundFileError, RuntimeError) as e:
+                raise AudioError(p, f"reading the samples failed near {pos / orig_sr:.1f} s ({e})",
+                                 "the file may be damaged; re-export it") from None
             last = x.shape[0] < read_n or pos + x.shape[0] >= total
-            _check_finite(x, p, f" (near {pos / orig_sr:.1f} s)")
+            _check_finite(x, p, pos, orig_sr)
             pos += x.shape[0]
             mono = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
             y = mono if stream is None else stream.resample_chunk(np.ascontiguousarray(mono), last=last)
@@ -241,27 +283,122 @@ def save_audio(path: str | os.PathLike, wav, sr: int = SAMPLE_RATE) -> None:
         raise AudioError(p, f"output folder '{folder}' does not exist", "create it first")
     if not os.access(folder, os.W_OK):
         raise AudioError(p, f"output folder '{folder}' is not writable", "choose another output folder")
-    pcm = np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
+    pcm = _pcm16(x)
+    buf = io.BytesIO()  # encoded in memory: writing to disk is then plain os.write (errors are OSErrors)
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{p.name}.", suffix=".tmp")
-    except OSError as e:
-        raise AudioError(p, f"cannot create a file in '{folder}' ({e.strerror})", "choose another output folder") from None
+        sf.write(buf, pcm, int(sr), format="WAV", subtype="PCM_16")
+    except (sf.SoundFileError, RuntimeError) as e:
+        raise AudioError(p, f"writing failed ({e})", "check the sample rate and the samples") from None
+    write_atomic(p, buf.getbuffer())
+
+
+def write_atomic(path: str | os.PathLike, data) -> None:
+    """Write bytes to ``path`` via a hidden temporary file in the same folder, fsync, rename.
+
+    On any failure the temporary file is removed and an existing ``path`` is left as it was;
+    ``OSError``s become one-line ``AudioError``s (``DiskFullError`` when the disk is full).
+    """
+    p = Path(path)
+    fd, tmp = _temp_beside(p)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            sf.write(fh, pcm, int(sr), format="WAV", subtype="PCM_16")
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         # mkstemp creates 0600; give the result the usual permissions (or keep the old file's)
         os.chmod(tmp, (p.stat().st_mode & 0o777) if p.exists() else 0o644)
         os.replace(tmp, p)
     except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, (OSError, sf.SoundFileError, RuntimeError)):
-            raise AudioError(p, f"writing failed ({e})", "check free disk space and permissions") from None
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise write_error(p, e) from None
         raise
+
+
+def _temp_beside(p: Path) -> tuple[int, str]:
+    """A new hidden temporary file next to ``p``; ones left by a killed writer of ``p`` go first."""
+    try:
+        for stale in p.parent.glob(f".{glob.escape(p.name)}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        return tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    except OSError as e:
+        raise write_error(p, e) from None
+
+
+def _write_all(fd: int, data) -> None:
+    """``os.write`` until all of ``data`` is written (it may write less than asked)."""
+    view = memoryview(data).cast("B")
+    while view.nbytes:
+        view = view[os.write(fd, view):]
+
+
+def _pcm16(x: np.ndarray) -> np.ndarray:
+    """float -> little-endian int16: x * 32768, rounded, clipped."""
+    return np.clip(np.round(np.asarray(x, np.float64) * 32768.0), -32768, 32767).astype("<i2")
+
+
+def _wav_header(sr: int, channels: int, frames: int) -> bytes:
+    data = frames * channels * 2
+    return struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + data, b"WAVE", b"fmt ", 16, 1, channels, sr,
+                       sr * channels * 2, channels * 2, 16, b"data", data)
+
+
+class AtomicWavWriter:
+    """16-bit PCM WAV written block by block to a hidden temporary file beside ``path`` and
+    renamed onto ``path`` by ``commit()`` (``abort()``, or leaving a ``with`` block by an
+    exception, removes it). Memory: one block. Failed writes raise one-line ``AudioError``s
+    (``DiskFullError`` when the disk is full) and leave no temporary file behind.
+    """
+
+    _MAX_DATA = 0xFFFFFFFF - 36  # RIFF sizes are 32-bit
+
+    def __init__(self, path: str | os.PathLike, sr: int, channels: int = 1):
+        self.path, self.sr, self.channels, self.frames = Path(path), int(sr), int(channels), 0
+        self.fd: int | None = None
+        self.fd, self.tmp = _temp_beside(self.path)
+        self._io(_write_all, self.fd, _wav_header(self.sr, self.channels, 0))
+
+    def _io(self, fn, *args):
+        try:
+            return fn(*args)
+        except OSError as e:
+            self.abort()
+            raise write_error(self.path, e) from None
+
+    def write(self, x) -> None:
+        x = np.asarray(x, np.float64).reshape(-1, self.channels)
+        problem = ("refusing to write NaN or Inf samples" if not np.isfinite(x).all() else "output exceeds the 4 GB "
+                   "limit of a WAV file" if (self.frames + x.shape[0]) * self.channels * 2 > self._MAX_DATA else "")
+        if problem:
+            self.abort()
+            raise AudioError(self.path, problem, "check the model, or split the input")
+        self._io(_write_all, self.fd, _pcm16(x))
+        self.frames += x.shape[0]
+
+    def commit(self) -> None:
+        self._io(self._finish)
+
+    def _finish(self) -> None:
+        os.pwrite(self.fd, _wav_header(self.sr, self.channels, self.frames), 0)
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = None
+        os.chmod(self.tmp, 0o644)
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError, TypeError):  # TypeError: already closed (fd None)
+            os.close(self.fd)
+        self.fd = None
+        Path(self.tmp).unlink(missing_ok=True)
+
+    def __enter__(self) -> "AtomicWavWriter":
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is not None:
+            self.abort()
 
 
 # ----------------------------------------------------------------------------- listing
@@ -288,3 +425,10 @@ def list_audio_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> 
         else:
             raise AudioError(p, "does not exist", "check the path")
     return sorted(found.values(), key=lambda q: str(q))
+
+
+def list_unsupported_files(folder: str | os.PathLike) -> list[Path]:
+    """Files under ``folder`` (recursively, hidden ones skipped) with an audio extension that
+    mtakd does not read (``UNSUPPORTED_EXTENSIONS``, e.g. .mp3, .m4a): to be reported, not skipped."""
+    return sorted((q for q in Path(folder).rglob("*") if q.suffix.lower() in UNSUPPORTED_EXTENSIONS
+                   and not q.name.startswith(".") and q.is_file()), key=str)

@@ -4,14 +4,19 @@ A model file is one ``.safetensors`` file whose tensors are ``model.*`` (the wei
 optionally ``aux.*`` (e.g. the learned uncertainty weights of the loss), and whose header
 metadata ``mtakd`` holds JSON: ``{format, format_version, model: {name, args}, config,
 versions, train}``. A path is enough to rebuild the model (asteroid's habit); nothing in the
-file is executed. Files are written to a temporary name and renamed (atomic), so an
-interrupted write never leaves a broken file under the final name.
+file is executed, and its description is checked against the tensors' shapes on the ``meta``
+device before any weight memory is allocated. Files are serialised in memory, written to a
+temporary name with plain ``os.write`` (so a full disk is an ``OSError``, never a silently
+short file), fsynced and renamed: an interrupted write never leaves a broken file under the
+final name, and a temporary file left by a killed writer is removed by the next save.
 
 Training state for ``--resume`` (optimiser, scheduler, counters, RNG) goes in a second file,
 ``<run>/train_state.safetensors``, built with the same flattening of nested state dicts.
 """
 from __future__ import annotations
 
+import errno
+import glob
 import json
 import os
 import platform
@@ -21,7 +26,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from . import __version__
@@ -39,20 +44,48 @@ def versions() -> dict[str, str]:
     return {"mtakd": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view.nbytes:  # os.write may write less than asked
+        view = view[os.write(fd, view):]
+
+
 def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str]) -> None:
-    """Write a safetensors file via a temporary file in the same folder and ``os.replace``."""
+    """Write a safetensors file via a temporary file in the same folder, fsync and ``os.replace``.
+
+    Raises ``OSError`` (strerror says "disk full" when it is) with nothing left behind: the
+    file under ``path``, if any, is the previous complete one.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    # serialised in memory: safetensors' own file writer drops write errors (a full disk gives a
+    # short file and no exception), plain os.write reports them
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a writer that was killed
+            stale.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _clear(e, path) from None
+    try:
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o644)  # not mkstemp's 0600: model files are meant to be shared
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _clear(e, path) from None
         raise
+
+
+def _clear(e: OSError, path: Path) -> OSError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OSError(e.errno, "disk full: no space left on device", str(path))
+    return OSError(e.errno, e.strerror or str(e), str(path))
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -107,7 +140,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     try:
         meta = json.loads(raw["mtakd"])
         name, args = meta["model"]["name"], meta["model"]["args"]
-    except (KeyError, TypeError, json.JSONDecodeError):
+    except (KeyError, TypeError, json.JSONDecodeError, RecursionError):
         raise CheckpointError(f"{path}: safetensors file without mtakd metadata (model name/args); it was not written by mtakd") from None
     if meta.get("format") != FORMAT or int(meta.get("format_version", 0)) > FORMAT_VERSION:
         raise CheckpointError(f"{path}: unsupported checkpoint format {meta.get('format')} v{meta.get('format_version')}; upgrade mtakd")
@@ -123,14 +156,17 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[nn.Mod
     mis-shaped tensors) with a message naming the first offending tensor.
     """
     tensors, meta = read_checkpoint(path)
+    name, args = meta["model"]["name"], meta["model"]["args"]
     try:
-        model = build_model(meta["model"]["name"], meta["model"]["args"])
-    except (ValueError, TypeError) as e:
-        raise CheckpointError(f"{path}: its model description does not build ({e})") from None
+        # on the meta device first: no memory is allocated, so a description with huge sizes
+        # cannot exhaust memory before the shapes are compared with the file's tensors
+        with torch.device("meta"):
+            expected = {k: v for k, v in build_model(name, args).state_dict().items()}
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: its model description does not build ({' '.join(str(e).split())})") from None
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     aux = {k[len("aux."):]: v for k, v in tensors.items() if k.startswith("aux.")}
     other = sorted(k for k in tensors if not k.startswith(("model.", "aux.")))
-    expected = model.state_dict()
     missing = sorted(set(expected) - set(weights))
     extra = sorted(set(weights) - set(expected)) + other
     if missing or extra:
@@ -138,7 +174,14 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[nn.Mod
         raise CheckpointError(f"{path}: weights do not match the model described in its metadata ({what}); the file is damaged or was edited")
     for k, v in weights.items():
         if v.shape != expected[k].shape:
-            raise CheckpointError(f"{path}: tensor '{k}' has shape {tuple(v.shape)} but the model needs {tuple(expected[k].shape)}")
+            raise CheckpointError(f"{path}: tensor '{k}' has shape {tuple(v.shape)} but the model described in its metadata "
+                                  f"needs {tuple(expected[k].shape)}; the file is damaged or was edited")
+        if v.is_floating_point() != expected[k].is_floating_point():
+            raise CheckpointError(f"{path}: tensor '{k}' has dtype {v.dtype} but the model needs {expected[k].dtype}; "
+                                  "the file is damaged or was edited")
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise CheckpointError(f"{path}: tensor '{k}' contains NaN or Inf; the file is damaged (or training diverged)")
+    model = build_model(name, args)
     model.load_state_dict(weights)
     model.to(map_location).eval()
     return model, meta, aux

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -25,6 +24,13 @@ def _train_overrides(args: argparse.Namespace, extra: list[str]) -> list[str]:
     return out + extra
 
 
+def _print_main(line: str) -> None:
+    from .distributed import is_main
+
+    if is_main():  # under torchrun: once, not once per process
+        print(line)
+
+
 def cmd_train_teacher(args: argparse.Namespace) -> int:
     from .config import TrainConfig, load_config
     from .train import train
@@ -35,7 +41,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 
         raise ConfigError("train-teacher trains without distillation: remove loss.kd or use 'mtakd distill'")
     best = train(cfg, resume=args.resume, progress=not args.no_progress)
-    print(f"best checkpoint: {best}")
+    _print_main(f"best checkpoint: {best}")
     return 0
 
 
@@ -52,7 +58,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         extra.append(f"loss.tf_weight={'true' if args.tf_weight == 'on' else 'false'}")
     cfg = load_config(TrainConfig, args.config, _train_overrides(args, extra))
     best = train(cfg, resume=args.resume, progress=not args.no_progress)
-    print(f"best checkpoint: {best}")
+    _print_main(f"best checkpoint: {best}")
     return 0
 
 
@@ -125,9 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_optional() -> list:
-    """Verbs that live in their own modules (enhance, evaluate, stream, export)."""
+    """Verbs that live in their own modules (enhance, evaluate, stream, export, make-manifest, enhance-sharded)."""
     regs = []
-    for mod in ("enhance_cli", "evaluate", "stream_cli", "export", "demo"):
+    for mod in ("enhance_cli", "evaluate", "stream_cli", "export", "demo", "manifests", "shard"):
         try:
             m = __import__(f"mtakd.{mod}", fromlist=["register_cli"])
         except ModuleNotFoundError as e:

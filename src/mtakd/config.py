@@ -25,9 +25,11 @@ class ConfigError(ValueError):
 # ----------------------------------------------------------------------------- schema
 @dataclass
 class DataConfig:
-    #: ``synthetic`` (generated audio, for demo/tests), ``corpus`` (manifests/folders)
+    #: ``synthetic`` (generated audio, for demo/tests), ``corpus`` (manifests/folders, mixed on
+    #: the fly), ``paired`` (``root/pairs.csv`` of noisy/clean files, e.g. VoiceBank-DEMAND,
+    #: written by ``mtakd make-manifest paired``)
     source: str = "synthetic"
-    #: root of the corpus (``../shared/data`` layout: speech.csv, noise.csv, rir.csv)
+    #: root of the corpus (``../shared/data`` layout: speech.csv, noise.csv, rir.csv; or pairs.csv)
     root: str = ""
     #: optional plain folders instead of manifests
     speech_dirs: list[str] = field(default_factory=list)
@@ -40,6 +42,7 @@ class DataConfig:
     p_colored: float = 0.15
     p_reverb: float = 0.2
     items_per_epoch: int = 2000
+    #: DataLoader worker processes per training process (rank)
     num_workers: int = 0
 
 
@@ -53,7 +56,16 @@ class ModelConfig:
 class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    #: the *global* batch of one optimiser step, over all processes and accumulation steps:
+    #: each process loads batch_size / (world_size * grad_accum) items per forward pass, so a
+    #: run on N processes follows the same curve as one on 1 (must divide evenly)
     batch_size: int = 16
+    #: forward/backward passes whose gradients are summed before one optimiser step (fits a
+    #: large global batch into a small GPU); 1: none
+    grad_accum: int = 1
+    #: mixed precision of the model forward passes: ``off`` (float32), ``bf16`` (autocast;
+    #: CPU or GPU), ``fp16`` (autocast + gradient scaling; CUDA only). Losses stay float32.
+    amp: str = "off"
     epochs: int = 10
     warmup_steps: int = 200
     min_lr_ratio: float = 0.05
@@ -109,6 +121,9 @@ class TrainConfig:
     #: path of a frozen teacher checkpoint (distillation only)
     teacher: str = ""
     threads: int = 0
+    #: ``auto`` (this process's GPU, ``cuda:LOCAL_RANK``, when CUDA is available, else CPU),
+    #: ``cpu`` or ``cuda``
+    device: str = "auto"
     tensorboard: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

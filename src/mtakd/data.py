@@ -13,14 +13,17 @@ Every item is a dict of float32 tensors ``(N,)`` at 16 kHz; a batch is ``(B, N)`
 from __future__ import annotations
 
 import csv
+import io
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .audio import list_audio_files, load_audio, save_audio
+from .audio import list_audio_files, load_audio, save_audio, write_atomic, write_error
 from .config import DataConfig
 from .corpus import AudioItem, Corpus, DataError  # noqa: F401  (AudioItem re-exported)
 from .mixing import fit_length, mix_at_snr, reverberate, rms_dbfs, set_level
@@ -255,22 +258,57 @@ def build_devset(cfg: DataConfig, out_dir: str | os.PathLike, snrs=(-5, 0, 5, 10
     synthetic noise kinds in turn. No reverberation, babble or coloured noise: a plain additive
     set whose targets are unambiguous. Manifest columns: name, speech_file, noise_file, snr,
     level (noisy RMS, dBFS). Refuses a non-empty ``out_dir`` unless ``overwrite``; then only the
-    files it owns (noisy/*.wav, clean/*.wav, manifest.csv) are replaced. Returns the number of pairs.
+    files it owns (noisy/*.wav, clean/*.wav, manifest.csv) are replaced. The set is built in a
+    hidden sibling folder and moved into place when complete: a failure (bad corpus file, full
+    disk, interruption) leaves ``out_dir`` untouched. Returns the number of pairs.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise DataError(out, "exists and is not a folder", "choose another output folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise DataError(out, "output folder is not empty", "choose a new folder or pass overwrite=True")
-        for sub in ("noisy", "clean"):
-            for f in (out / sub).glob("*.wav"):
-                f.unlink()
-        (out / "manifest.csv").unlink(missing_ok=True)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise DataError(out, "output folder is not empty", "choose a new folder or pass overwrite=True")
     synthetic = cfg.source == "synthetic"
     corpus = None if synthetic else Corpus.from_config(cfg, "dev", cache_mb=64)
     if corpus is not None and not corpus.noise:
         raise DataError(cfg.root or "data.noise_dirs", "no dev noise files", "a dev set needs noise files of split 'dev'")
+    # everything is written into a hidden sibling folder first and moved into place at the end,
+    # so a bad corpus file, a full disk or an interruption leaves ``out`` as it was
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+        stage.chmod(0o755)  # mkdtemp's 0700 would stick to ``out`` after the rename
+    except OSError as e:
+        raise write_error(out, e) from None
+    try:
+        n = _write_devset(cfg, corpus, stage, snrs, per_snr, seed, segment_s)
+        _move_into_place(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return n
+
+
+def _move_into_place(stage: Path, out: Path) -> None:
+    """Rename the finished set onto ``out`` (in one step when ``out`` is absent or empty); else
+    replace only the files a dev set owns (noisy/*.wav, clean/*.wav, manifest.csv)."""
+    try:
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        if not out.exists():
+            os.replace(stage, out)
+            return
+        for sub in ("noisy", "clean"):
+            (out / sub).mkdir(exist_ok=True)
+            for f in (out / sub).glob("*.wav"):
+                f.unlink()
+            for f in (stage / sub).iterdir():
+                os.replace(f, out / sub / f.name)
+        os.replace(stage / "manifest.csv", out / "manifest.csv")
+    except OSError as e:
+        raise write_error(out, e) from None
+
+
+def _write_devset(cfg: DataConfig, corpus: Corpus | None, out: Path, snrs, per_snr: int, seed: int,
+                  segment_s: float | None) -> int:
     for sub in ("noisy", "clean"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     order = np.random.default_rng(seed)
@@ -300,10 +338,11 @@ def build_devset(cfg: DataConfig, out_dir: str | os.PathLike, snrs=(-5, 0, 5, 10
             save_audio(out / "noisy" / name, noisy, SAMPLE_RATE)
             save_audio(out / "clean" / name, clean, SAMPLE_RATE)
             rows.append({"name": name, "speech_file": sfile, "noise_file": nfile, "snr": snr, "level": f"{rms_dbfs(noisy):.2f}"})
-    with open(out / "manifest.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["name", "speech_file", "noise_file", "snr", "level"])
-        w.writeheader()
-        w.writerows(rows)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["name", "speech_file", "noise_file", "snr", "level"], lineterminator="\r\n")
+    w.writeheader()
+    w.writerows(rows)
+    write_atomic(out / "manifest.csv", buf.getvalue().encode("utf-8"))
     return len(rows)
 
 

@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-import soundfile as sf
 import soxr
 import torch
 from torch import nn
 
-from .audio import AUDIO_EXTENSIONS, RESAMPLE_QUALITY, AudioError, audio_info, iter_blocks, list_audio_files, resample
+from .audio import (_CLIP_LEVEL as CLIP_LEVEL, AUDIO_EXTENSIONS, RESAMPLE_QUALITY, AtomicWavWriter, AudioError, DiskFullError, audio_info, iter_blocks,
+                    list_audio_files, list_unsupported_files, resample, write_error)
 from .checkpoint import CheckpointError
 from .config import ConfigError
 from .inference import enhance_waveform
@@ -119,7 +119,7 @@ class Engine:
         self.backend = backend
         try:
             if backend == "onnxruntime" and isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() == ".onnx":
-                session = open_session(model)
+                session = open_onnx(open_session, model)
                 self.causal = model_kind(session) == "step"
             else:
                 net = resolve_torch_model(model)
@@ -148,6 +148,18 @@ class Engine:
 
     def stream(self):
         return self._make()
+
+
+def open_onnx(open_session, path):
+    """``open_session(path)``; onnxruntime's own errors (they are not ``ValueError``s) for a
+    file that is not a valid ONNX model become a one-line ``CheckpointError``."""
+    try:
+        return open_session(path)
+    except (ImportError, FileNotFoundError):
+        raise
+    except Exception as e:  # noqa: BLE001 - onnxruntime.capi...InvalidProtobuf, Fail, InvalidGraph...
+        first = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+        raise CheckpointError(f"{path}: not a loadable ONNX model ({first}); export one with 'mtakd export'") from None
 
 
 _PATH_CACHE: dict[tuple, Engine] = {}
@@ -230,11 +242,15 @@ def enhance_file_blocks(path: Path, engine: Engine) -> Iterator[np.ndarray]:
     info = audio_info(path)
     if info.channels > 1:
         warnings.warn(f"{path}: {info.channels} channels averaged to mono", EnhanceWarning, stacklevel=2)
+    if info.truncated:
+        warnings.warn(f"{path}: the file is shorter than its header says (cut short?); the {info.frames} samples "
+                      "present were enhanced", EnhanceWarning, stacklevel=2)
     back = None if info.orig_sr == SAMPLE_RATE else soxr.ResampleStream(SAMPLE_RATE, info.orig_sr, 1, dtype="float32", quality=RESAMPLE_QUALITY)
-    stream, left, heard = engine.stream(), info.frames, False
+    stream, left, heard, peak = engine.stream(), info.frames, False, 0.0
     blocks = iter_blocks(path, BLOCK_S)
     for last, b in _with_last(blocks):
         heard = heard or bool(np.any(b))
+        peak = max(peak, float(np.abs(b).max(initial=0.0)))
         y = stream.feed(b)
         if last:
             y = np.concatenate((y, stream.flush()))
@@ -248,6 +264,9 @@ def enhance_file_blocks(path: Path, engine: Engine) -> Iterator[np.ndarray]:
         yield np.zeros(left, np.float32)
     if not heard:
         warnings.warn(f"{path}: input is digital silence; the output is silence too", EnhanceWarning, stacklevel=2)
+    elif peak >= CLIP_LEVEL:
+        warnings.warn(f"{path}: input reaches full scale (clipped?); enhanced anyway, quality may suffer",
+                      EnhanceWarning, stacklevel=2)
 
 
 def _with_last(it):
@@ -259,51 +278,35 @@ def _with_last(it):
         prev = nxt
 
 
-class _AtomicWav:
-    """16-bit mono WAV written block by block to a hidden temp file, renamed on ``commit``;
-    quantised like ``audio.save_audio`` (round(x * 32768), clipped to int16)."""
-
-    def __init__(self, path: Path, sr: int):
-        self.path = path
-        fd, self.tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        self.fh = os.fdopen(fd, "w+b")
-        self.snd = sf.SoundFile(self.fh, "w", int(sr), 1, "PCM_16", format="WAV")
-
-    def write(self, x: np.ndarray) -> None:
-        if not np.isfinite(x).all():
-            raise AudioError(self.path, "the model produced NaN or Inf samples", "check the model")
-        self.snd.write(np.clip(np.round(x.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16))
-
-    def commit(self) -> None:
-        self.snd.close()
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        self.fh.close()
-        os.chmod(self.tmp, 0o644)
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        for c in (self.snd.close, self.fh.close):
-            try:
-                c()
-            except Exception:  # noqa: BLE001 - best effort; the temp file goes anyway
-                pass
-        Path(self.tmp).unlink(missing_ok=True)
-
-
 def enhance_file(src: str | os.PathLike, dst: str | os.PathLike, model=None, backend: str = "torch") -> None:
-    """Enhance one file into ``dst`` (16-bit WAV at the input's rate, written atomically)."""
+    """Enhance one file into ``dst`` (16-bit WAV at the input's rate, written atomically:
+    block by block to a hidden temporary file, renamed at the end; removed on any failure)."""
     src, dst, engine = Path(src), Path(dst), get_engine(model, backend)
     info = audio_info(src)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    out = _AtomicWav(dst, info.orig_sr)
     try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(dst.parent, e) from None
+    with AtomicWavWriter(dst, info.orig_sr) as out:
         for y in enhance_file_blocks(src, engine):
+            if not np.isfinite(y).all():
+                raise AudioError(dst, "the model produced NaN or Inf samples", "check the model")
             out.write(y)
         out.commit()
-    except BaseException:
-        out.abort()
-        raise
+
+
+def check_output_folder(root: Path) -> None:
+    """Create ``root`` if needed and make sure a file can be created in it; else ``AudioError``."""
+    if root.exists() and not root.is_dir():
+        raise AudioError(root, "output folder is an existing file", "choose a folder for -o")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=root, prefix=".mtakd-write-test.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        err = write_error(root, e)
+        raise type(err)(f"output folder {err}") from None
 
 
 @dataclass
@@ -312,6 +315,7 @@ class EnhanceSummary:
     skipped: list[tuple[Path, Path]] = field(default_factory=list)  # output existed
     failed: list[tuple[str, str]] = field(default_factory=list)  # (input, one-line message)
     warnings: list[str] = field(default_factory=list)
+    not_attempted: list[Path] = field(default_factory=list)  # after the disk filled up
 
     @property
     def ok(self) -> bool:
@@ -319,6 +323,7 @@ class EnhanceSummary:
 
     def __str__(self) -> str:
         s = f"{len(self.enhanced)} enhanced, {len(self.failed)} failed"
+        s += f", {len(self.not_attempted)} not attempted (disk full)" if self.not_attempted else ""
         return s + (f", {len(self.skipped)} skipped (output exists; --overwrite replaces)" if self.skipped else "")
 
 
@@ -342,6 +347,8 @@ def plan_outputs(inputs, out_dir) -> tuple[list[tuple[Path, Path]], list[tuple[s
         try:
             if p.is_dir():
                 p_res = p.resolve()
+                for f in list_unsupported_files(p):
+                    failed.append((str(f), f"{f}: unsupported format ({f.suffix}); convert it to WAV or FLAC"))
                 for f in list_audio_files(p):
                     if root_res != p_res and root_res in f.resolve().parents:
                         continue
@@ -380,10 +387,9 @@ def enhance_files(inputs, out_dir, model=None, overwrite: bool = False, backend:
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     root = Path(out_dir)
-    if root.exists() and not root.is_dir():
-        raise AudioError(root, "output folder is an existing file", "choose a folder for -o")
     engine = get_engine(model, backend)
     pairs, failed = plan_outputs(inputs, root)
+    check_output_folder(root)
     summary = EnhanceSummary(failed=list(failed))
     n = len(pairs)
     for src, msg in failed:
@@ -405,6 +411,9 @@ def enhance_files(inputs, out_dir, model=None, overwrite: bool = False, backend:
             summary.failed.append((str(src), msg))
             if progress:
                 progress(i, n, "failed", src, dst, msg)
+            if isinstance(e, DiskFullError):  # every later file would fail the same way
+                summary.not_attempted = [s for s, _ in pairs[i:]]
+                break
             continue
         for w in caught:
             if issubclass(w.category, EnhanceWarning):

@@ -10,25 +10,41 @@ import argparse
 import sys
 
 
+def _say(line: str, err: bool = False) -> None:
+    """Print one line; characters the stream cannot encode (e.g. file names that are not valid
+    UTF-8) are shown as backslash escapes instead of raising ``UnicodeEncodeError``."""
+    stream = sys.stderr if err else sys.stdout
+    enc = getattr(stream, "encoding", None) or "utf-8"
+    stream.write(line.encode(enc, "backslashreplace").decode(enc, "replace") + "\n")
+    stream.flush()
+
+
 def cmd_enhance(args: argparse.Namespace) -> int:
     from .enhance import enhance_files
 
     def progress(i, n, status, src, dst, detail):
         where = f"[{i}/{n}]" if i else "[-]"
         if status == "failed":
-            print(f"{where} FAILED {detail}", flush=True)
+            _say(f"{where} FAILED {detail}")
         elif status == "skipped":
-            print(f"{where} skipped {src} ({dst} exists)", flush=True)
+            _say(f"{where} skipped {src} ({dst} exists)")
         else:
-            print(f"{where} {src} -> {dst} ({detail})", flush=True)
+            _say(f"{where} {src} -> {dst} ({detail})")
 
     summary = enhance_files(args.inputs, args.output, model=args.model, overwrite=args.overwrite,
                             backend=args.backend, progress=progress)
+    # stderr: warnings, then one line per failed file, then the count; stdout ends with the summary
     for w in summary.warnings:
-        print(f"mtakd: warning: {w}", file=sys.stderr)
-    print(summary)
+        _say(f"mtakd: warning: {w}", err=True)
     for _, msg in summary.failed:
-        print(f"mtakd: error: {msg}", file=sys.stderr)
+        _say(f"mtakd: error: {msg}", err=True)
+    if summary.not_attempted:
+        _say(f"mtakd: stopped: the disk is full; {len(summary.not_attempted)} file(s) not attempted. Free some space "
+             "and run the same command again (outputs already written are skipped)", err=True)
+    if not summary.ok:
+        total = len(summary.enhanced) + len(summary.failed) + len(summary.skipped) + len(summary.not_attempted)
+        _say(f"mtakd: {len(summary.failed)} of {total} file(s) failed ({summary})", err=True)
+    _say(str(summary))
     return 0 if summary.ok else 1
 
 

@@ -5,10 +5,16 @@ input, segmental SNR, CSIG/CBAK/COVL (``metrics.evaluate_pair``). Summary: means
 means when the folder has a ``manifest.csv`` with an ``snr`` column (``build-devset``
 writes one), and parameters, MACs/s, CPU real-time factor (1 thread and default threads)
 and algorithmic latency. ``CKPT`` may be ``noisy`` to score the unprocessed input.
+
+A pair that cannot be read or scored (bad audio, lengths that differ, too short to score) is
+listed in ``result["failed"]`` with a one-line message and the others are still scored; the
+CLI then prints one ``mtakd: error:`` line per failed pair and exits 1. The checkpoint is only
+read; the per-file CSV is written atomically.
 """
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from pathlib import Path
@@ -17,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .audio import AudioError, write_atomic, write_error
 from .data import PairedDataset
 from .metrics import evaluate_pair
 from .stft import ALGORITHMIC_LATENCY_MS, SAMPLE_RATE
@@ -66,7 +73,8 @@ def evaluate(
     """Score ``model`` (a model, a checkpoint path, or None for the noisy input) on ``paired_dir``.
 
     Returns ``{"summary": {metric: mean}, "per_snr": {snr: {metric: mean}}, "files": [rows],
-    "efficiency": {...}}``; writes the per-file rows to ``out_csv`` when given.
+    "failed": [(name, one-line message)], "efficiency": {...}}``; writes the per-file rows to
+    ``out_csv`` when given.
     """
     from .checkpoint import load_model
     from .inference import enhance_waveform
@@ -77,16 +85,26 @@ def evaluate(
     ds = PairedDataset(root, max_files=max_files)
     snrs = _snr_of(root)
     rows: list[dict[str, Any]] = []
+    failed: list[tuple[str, str]] = []
     it = range(len(ds))
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(it, desc="evaluate", leave=False, dynamic_ncols=True)
+        it = tqdm(it, desc="evaluate", leave=False, dynamic_ncols=True, disable=None)  # off when not a terminal
     for i in it:
-        item = ds[i]
+        try:
+            item = ds[i]
+        except AudioError as e:  # unreadable file, NaN samples, lengths that differ, ...
+            failed.append((ds.names[i], " ".join(str(e).split())))
+            continue
         noisy, clean = item["noisy"], item["clean"]
         est = noisy if model is None else enhance_waveform(model, noisy)
-        m = evaluate_pair(clean.numpy(), est.numpy(), SAMPLE_RATE, noisy=noisy.numpy())
+        try:
+            m = evaluate_pair(clean.numpy(), est.numpy(), SAMPLE_RATE, noisy=noisy.numpy())
+        except (ValueError, IndexError, RuntimeError, FloatingPointError) as e:
+            failed.append((item["name"], f"{root / 'noisy' / item['name']}: could not be scored ({type(e).__name__}: "
+                           f"{' '.join(str(e).split())}); pairs shorter than ~30 ms cannot be scored, remove it"))
+            continue
         rows.append({"name": item["name"], "snr": snrs.get(item["name"], float("nan")), **{k: m.get(k, float("nan")) for k in QUALITY_KEYS}})
     summary = {k: _nanmean([r[k] for r in rows]) for k in QUALITY_KEYS}
     per_snr: dict[float, dict[str, float]] = {}
@@ -94,13 +112,17 @@ def evaluate(
         group = [r for r in rows if r["snr"] == snr]
         per_snr[snr] = {k: _nanmean([r[k] for r in group]) for k in QUALITY_KEYS}
     if out_csv is not None:
-        Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
-        with open(out_csv, "w", newline="") as f:
-            w = csv.DictWriter(f, ["name", "snr", *QUALITY_KEYS])
-            w.writeheader()
-            w.writerows(rows)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, ["name", "snr", *QUALITY_KEYS])
+        w.writeheader()
+        w.writerows(rows)
+        try:
+            Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise write_error(Path(out_csv).parent, e) from None
+        write_atomic(out_csv, buf.getvalue().encode("utf-8"))
     eff = efficiency(model) if (with_efficiency and model is not None) else {}
-    return {"summary": summary, "per_snr": per_snr, "files": rows, "efficiency": eff, "n_files": len(rows)}
+    return {"summary": summary, "per_snr": per_snr, "files": rows, "failed": failed, "efficiency": eff, "n_files": len(rows)}
 
 
 def format_report(name: str, result: dict[str, Any]) -> str:
@@ -128,6 +150,14 @@ def register_cli(sub) -> None:
 
 
 def _cmd(args) -> int:
+    import sys
+
     result = evaluate(args.checkpoint, args.paired_dir, args.out, args.max_files, with_efficiency=not args.no_efficiency)
-    print(format_report(str(args.checkpoint), result))
-    return 0
+    print(format_report(str(args.checkpoint), result), flush=True)
+    failed = result.get("failed", [])
+    for _, msg in failed:
+        print(f"mtakd: error: {msg}", file=sys.stderr)
+    if failed:
+        print(f"mtakd: {len(failed)} of {len(failed) + result['n_files']} pair(s) failed; the summary covers the "
+              f"{result['n_files']} scored", file=sys.stderr)
+    return 1 if failed else 0

@@ -109,7 +109,15 @@ class StreamingEnhancer(HopFramer):
         else:
             from .ort_runtime import OrtStepProcessor
 
-            proc = OrtStepProcessor(ort_step_source(model_or_path), threads=threads)
+            src = ort_step_source(model_or_path)
+            try:
+                proc = OrtStepProcessor(src, threads=threads)
+            except (ImportError, ValueError, FileNotFoundError):
+                raise
+            except Exception as e:  # noqa: BLE001 - onnxruntime's errors are not ValueErrors
+                first = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+                name = src if isinstance(src, (str, os.PathLike)) else "the exported model"
+                raise ValueError(f"{name}: not a loadable ONNX model ({first}); export one with 'mtakd export'") from None
         super().__init__(proc, max_frames=max_frames)
 
 

@@ -7,23 +7,34 @@ AdamW with warm-up + cosine LR and gradient clipping. Each epoch: validation (PE
 SI-SDR), ``last`` and ``best`` checkpoints (atomic safetensors), CSV logs with the learned
 task weights. ``resume=True`` restores weights, optimiser, scheduler, loss parameters,
 counters and RNG from ``train_state.safetensors`` and continues with the same data order.
+
+Under ``torchrun`` (see ``distributed.py`` and docs/scaling.md) every process builds the same
+Trainer: model and loss module are wrapped together in DistributedDataParallel, each rank
+draws a disjoint share of every global batch (``optim.batch_size`` is global), the teacher
+is replicated per rank, and only rank 0 validates, logs and writes checkpoints.
+``optim.grad_accum`` and ``optim.amp`` (bf16/fp16 autocast) are plain config switches.
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from . import distributed as dist
 from .checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
 from .config import ConfigError, TrainConfig, save_config, to_dict
-from .data import MixingDataset, collate
+from .data import collate
 from .losses import MultiTaskLoss
+from .manifests import training_set
 from .models import build_model
 from .runlog import RunLog
 from .stft import STFT, apply_mask
@@ -33,21 +44,57 @@ class TrainingError(RuntimeError):
     """Training cannot go on; the message says why and what survives."""
 
 
-class EpochSampler(Sampler):
-    """A seeded permutation per epoch, starting at ``start`` (so a resumed epoch continues)."""
+AMP_MODES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-    def __init__(self, n: int, seed: int):
+
+class EpochSampler(Sampler):
+    """A seeded permutation per epoch, starting at ``start`` (so a resumed epoch continues).
+
+    Distributed: every rank computes the same permutation and takes every ``world``-th item
+    from ``start + rank``. The ranks' shares are disjoint and together cover it, and the
+    micro-batches of all ranks at one step hold exactly the items ``k*B .. (k+1)*B - 1`` of
+    the permutation, the global batch a one-process run uses at step ``k``. ``total`` (whole
+    global batches) cuts the tail so that every rank runs the same number of steps.
+    """
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1, total: int | None = None):
         self.n, self.seed, self.epoch, self.start = n, seed, 0, 0
+        self.rank, self.world = rank, world
+        self.total = n if total is None else min(n, total)
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g)[self.start :].tolist())
+        perm = torch.randperm(self.n, generator=g)[: self.total]
+        return iter(perm[self.start + self.rank :: self.world].tolist())
 
     def __len__(self) -> int:
-        return self.n - self.start
+        return len(range(self.start + self.rank, self.total, self.world))
+
+
+class TrainStep(nn.Module):
+    """Model + loss module as one ``nn.Module``: the loss has parameters too (uncertainty
+    log-variances, feature-KD projection), and wrapping both in one DDP module averages their
+    gradients over ranks exactly like the network's. ``forward`` is the trainable part of a
+    step: student forward (under autocast when enabled), mask, loss terms in float32."""
+
+    def __init__(self, model: nn.Module, objective: MultiTaskLoss, stft, autocast, need_wav: bool):
+        super().__init__()
+        self.model, self.objective = model, objective
+        # plain attributes, not submodules: the STFT holds no trainable state and stays out of DDP
+        self.inverse, self.autocast, self.need_wav = stft.inverse, autocast, need_wav
+
+    def forward(self, y, s, clean, t_est=None, h_t=None) -> dict[str, torch.Tensor]:
+        need_hidden = self.objective.feature is not None
+        with self.autocast():
+            out = self.model(y, return_hidden=need_hidden)
+        mask, h_s = out if need_hidden else (out, None)
+        est = apply_mask(y, mask.float())
+        h_s = h_s.float() if h_s is not None else None
+        est_wav = self.inverse(est, clean.shape[-1]) if self.need_wav else None
+        return self.objective(est, s, y, teacher=t_est, h_s=h_s, h_t=h_t, est_wav=est_wav, clean_wav=clean)
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -60,21 +107,35 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True):
-        self.cfg, self.progress = cfg, progress
+        self.cfg = cfg
+        self.ctx = dist.init(cfg.device)  # no process group unless launched by torchrun
+        self.device, main = self.ctx.device, self.ctx.is_main
+        self.progress = progress and main
         self.run_dir = Path(cfg.run_dir)
-        self._prepare_run_dir(resume)
+        dist.on_main(lambda: self._prepare_run_dir(resume))
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
-        self.stft = STFT()
-        self.model = build_model(cfg.model.name, cfg.model.args)
+        world, accum, amp = self.ctx.world, cfg.optim.grad_accum, cfg.optim.amp
+        if accum < 1 or cfg.optim.batch_size % (world * accum):
+            raise ConfigError(f"optim.batch_size ({cfg.optim.batch_size}) is the global batch: it must be a multiple of "
+                              f"the number of processes ({world}) x optim.grad_accum ({accum})")
+        self.micro_batch = cfg.optim.batch_size // (world * accum)
+        if amp not in AMP_MODES:
+            raise ConfigError(f"optim.amp must be one of {', '.join(AMP_MODES)}, got '{amp}'")
+        if amp == "fp16" and self.device.type != "cuda":
+            raise ConfigError("optim.amp=fp16 needs a CUDA GPU; on the CPU use optim.amp=bf16")
+        # fp16 gradients underflow without loss scaling; bf16 has float32's range and needs none
+        self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+        self.stft = STFT().to(self.device)
+        self.model = build_model(cfg.model.name, cfg.model.args).to(self.device)
         self.teacher = self._load_teacher() if cfg.loss.kd != "none" else None
         self.objective = MultiTaskLoss(
             cfg.loss,
             student_dim=getattr(self.model, "hidden_size", None),
             teacher_dim=getattr(self.teacher, "hidden_size", None),
-        )
+        ).to(self.device)
         decay, no_decay, log_vars = [], [], []
         for n, p in list(self.model.named_parameters()) + [("loss." + n, p) for n, p in self.objective.named_parameters()]:
             # biases, norms and PReLU slopes are not decayed; the uncertainty log-variances
@@ -84,7 +145,7 @@ class Trainer:
         if log_vars:
             groups.append({"params": log_vars, "weight_decay": 0.0, "lr": cfg.optim.lr * cfg.loss.log_var_lr_scale})
         self.opt = torch.optim.AdamW(groups, lr=cfg.optim.lr)
-        self.train_set = MixingDataset(cfg.data, "train", seed=cfg.seed)
+        self.train_set = training_set(cfg.data, "train", seed=cfg.seed)
         self.steps_per_epoch = len(self.train_set) // cfg.optim.batch_size
         if self.steps_per_epoch < 1:
             raise ConfigError(f"data.items_per_epoch ({len(self.train_set)}) is smaller than optim.batch_size ({cfg.optim.batch_size})")
@@ -92,13 +153,16 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: lr_factor(s, cfg.optim.warmup_steps, self.total_steps, cfg.optim.min_lr_ratio)
         )
-        self.sampler = EpochSampler(len(self.train_set), cfg.seed)
+        self.sampler = EpochSampler(len(self.train_set), cfg.seed, self.ctx.rank, world,
+                                    total=self.steps_per_epoch * cfg.optim.batch_size)
         self.step, self.epoch, self.best = 0, 0, -math.inf
-        self.log = RunLog(self.run_dir, tensorboard=cfg.tensorboard)
-        self.valid_items = validation_items(cfg)
+        self.log = RunLog(self.run_dir, enabled=main, tensorboard=cfg.tensorboard)
+        self.valid_items = validation_items(cfg) if main else []
         if resume:
-            self._restore()
-        save_config(cfg, self.run_dir / "config.yaml")
+            self._restore()  # on every rank: each replica starts from the same saved state
+        if main:
+            save_config(cfg, self.run_dir / "config.yaml")
+        self.net = dist.wrap_ddp(TrainStep(self.model, self.objective, self.stft, self._autocast, cfg.loss.sisdr_weight > 0), self.ctx)
 
     # ------------------------------------------------------------------ setup
     def _prepare_run_dir(self, resume: bool) -> None:
@@ -118,7 +182,7 @@ class Trainer:
     def _load_teacher(self):
         if not self.cfg.teacher:
             raise ConfigError(f"loss.kd={self.cfg.loss.kd} needs a teacher checkpoint: pass --teacher PATH")
-        teacher = load_checkpoint(self.cfg.teacher)[0]
+        teacher = load_checkpoint(self.cfg.teacher)[0].to(self.device)
         if getattr(teacher.cfg, "n_freq", None) != getattr(self.model.cfg, "n_freq", None):
             raise ConfigError("teacher and student use different spectra (n_freq); they cannot be distilled")
         for p in teacher.parameters():
@@ -135,6 +199,7 @@ class Trainer:
             "epoch": self.epoch,
             "best": self.best,
             "torch_rng": torch.get_rng_state(),
+            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
 
     def _restore(self) -> None:
@@ -145,14 +210,20 @@ class Trainer:
         self.sched.load_state_dict(s["sched"])
         self.step, self.epoch, self.best = int(s["step"]), int(s["epoch"]), float(s["best"])
         torch.set_rng_state(s["torch_rng"])
-        self.log.rewind(self.step, self.epoch - 1)
-        print(f"resumed {self.run_dir} at epoch {self.epoch + 1}, step {self.step}")
+        if self.scaler is not None and "scaler" in s:
+            self.scaler.load_state_dict(s["scaler"])
+        # ``epoch`` counts finished epochs, whose rows (numbered 1..epoch) are kept
+        self.log.rewind(self.step, self.epoch)
+        if self.ctx.is_main:
+            print(f"resumed {self.run_dir} at epoch {self.epoch + 1}, step {self.step}")
 
     def aux_tensors(self) -> dict[str, torch.Tensor]:
         """Loss parameters stored beside the weights (the learned uncertainty weights)."""
         return {f"loss.{k}": v for k, v in self.objective.state_dict().items()}
 
     def save(self, which: str, extra: dict[str, Any] | None = None) -> None:
+        if not self.ctx.is_main:  # replicas are identical; one writer
+            return
         train = {"step": self.step, "epoch": self.epoch, **(extra or {})}
         try:
             save_checkpoint(self.run_dir / f"{which}.safetensors", self.model, to_dict(self.cfg), self.aux_tensors(), train)
@@ -162,90 +233,136 @@ class Trainer:
             raise TrainingError(f"could not write a checkpoint in {self.run_dir} ({e.strerror}); the previous checkpoint is intact") from None
 
     # ------------------------------------------------------------------ one step
+    def _autocast(self):
+        dtype = AMP_MODES[self.cfg.optim.amp]
+        return nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
+
     def compute(self, noisy: torch.Tensor, clean: torch.Tensor) -> dict[str, torch.Tensor]:
         """Forward both models and the objective for a batch ``(B, N)``."""
+        noisy, clean = noisy.to(self.device, non_blocking=True), clean.to(self.device, non_blocking=True)
         y, s = self.stft(noisy), self.stft(clean)
         need_hidden = self.objective.feature is not None
         t_est = h_t = None
         if self.teacher is not None:
-            with torch.no_grad():
+            with torch.no_grad(), self._autocast():
                 t_out = self.teacher(y, return_hidden=need_hidden)
-                t_mask, h_t = t_out if need_hidden else (t_out, None)
-                t_est = apply_mask(y, t_mask)
-        out = self.model(y, return_hidden=need_hidden)
-        mask, h_s = out if need_hidden else (out, None)
-        est = apply_mask(y, mask)
-        est_wav = self.stft.inverse(est, noisy.shape[-1]) if self.cfg.loss.sisdr_weight > 0 else None
-        return self.objective(est, s, y, teacher=t_est, h_s=h_s, h_t=h_t, est_wav=est_wav, clean_wav=clean)
+            t_mask, h_t = t_out if need_hidden else (t_out, None)
+            t_est = apply_mask(y, t_mask.float())
+            h_t = h_t.float() if h_t is not None else None
+        return self.net(y, s, clean, t_est, h_t)
 
     def _loader(self) -> DataLoader:
         return DataLoader(
-            self.train_set, batch_size=self.cfg.optim.batch_size, sampler=self.sampler, collate_fn=collate,
+            self.train_set, batch_size=self.micro_batch, sampler=self.sampler, collate_fn=collate,
             num_workers=self.cfg.data.num_workers, drop_last=True, persistent_workers=False,
+            pin_memory=self.device.type == "cuda",
         )
+
+    def train_step(self, group: list[dict]) -> tuple[dict[str, float] | None, float]:
+        """One optimiser step on ``grad_accum`` micro-batches -> (loss terms averaged over the
+        global batch, gradient norm), or ``(None, nan)`` when a loss was non-finite on any rank
+        (then no rank steps: they agree because the check uses the all-reduced losses)."""
+        self.opt.zero_grad(set_to_none=True)
+        total = None
+        for j, batch in enumerate(group):
+            # gradients are all-reduced once, in the backward of the last micro-batch
+            sync = j == len(group) - 1 or not isinstance(self.net, nn.parallel.DistributedDataParallel)
+            with nullcontext() if sync else self.net.no_sync():
+                out = self.compute(batch["noisy"], batch["clean"])
+                keys = list(out)
+                vals = dist.all_reduce_mean(torch.stack([v.detach().float() for v in out.values()]))
+                if not torch.isfinite(vals[keys.index("loss")]):
+                    self.opt.zero_grad(set_to_none=True)
+                    return None, float("nan")
+                loss = out["loss"] / len(group)
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            total = vals if total is None else total + vals
+        params = [p for g in self.opt.param_groups for p in g["params"]]
+        if self.scaler is not None:
+            self.scaler.unscale_(self.opt)
+        gnorm = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.step()
+        self.sched.step()
+        return dict(zip(keys, (total / len(group)).tolist())), float(gnorm)
+
+    def _validate(self) -> dict[str, float]:
+        # validation enhances on the CPU (PESQ is CPU code anyway); a GPU model is copied there
+        model = self.model if self.device.type == "cpu" else copy.deepcopy(self.model).cpu()
+        return validate(model, self.valid_items)
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> Path:
         cfg = self.cfg
         bad_run = 0
+        main = self.ctx.is_main
         while self.epoch < cfg.optim.epochs:
-            start = self.step - self.epoch * self.steps_per_epoch
+            # (after skipped non-finite batches the count lags; a new epoch still starts at 0)
+            start = max(0, self.step - self.epoch * self.steps_per_epoch)
             self.train_set.set_epoch(self.epoch)
             self.sampler.set_epoch(self.epoch, start * cfg.optim.batch_size)
             self.model.train()
             sums: dict[str, float] = {}
             n_ok, t0 = 0, time.time()
             bar = _bar(self.steps_per_epoch, start, f"epoch {self.epoch + 1}/{cfg.optim.epochs}", self.progress)
-            for batch in self._loader():
-                out = self.compute(batch["noisy"], batch["clean"])
-                loss = out["loss"]
-                if not torch.isfinite(loss):
+            for group in _groups(self._loader(), cfg.optim.grad_accum):
+                out, gnorm = self.train_step(group)
+                if out is None:
                     bad_run += 1
-                    warnings.warn(f"step {self.step}: non-finite loss, batch skipped ({bad_run} in a row)")
+                    if main:
+                        warnings.warn(f"step {self.step}: non-finite loss, batch skipped ({bad_run} in a row)")
                     if bad_run > cfg.optim.nonfinite_patience:
                         raise TrainingError(
                             f"{bad_run} consecutive non-finite losses at step {self.step}; stopping. "
                             f"The last good checkpoint in {self.run_dir} is kept: lower optim.lr or check the data"
                         )
-                    self.opt.zero_grad(set_to_none=True)
                     continue
                 bad_run = 0
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                params = [p for g in self.opt.param_groups for p in g["params"]]
-                gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-                self.opt.step()
-                self.sched.step()
                 self.step += 1
                 n_ok += 1
                 for k, v in out.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                    sums[k] = sums.get(k, 0.0) + v
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{float(loss):.4f}")
+                    bar.set_postfix(loss=f"{out['loss']:.4f}")
                 if self.step % cfg.optim.log_every == 0:
-                    row = {"step": self.step, "epoch": self.epoch + 1, "lr": self.sched.get_last_lr()[0], "grad_norm": float(gnorm)}
-                    row.update({k: float(v.detach()) for k, v in out.items()})
+                    row = {"step": self.step, "epoch": self.epoch + 1, "lr": self.sched.get_last_lr()[0], "grad_norm": gnorm}
+                    row.update(out)
                     self.log.step(row)
                 if cfg.optim.checkpoint_every and self.step % cfg.optim.checkpoint_every == 0:
                     self.save("last")
             if bar is not None:
                 bar.close()
             self.epoch += 1
-            means = {f"train_{k}": v / max(1, n_ok) for k, v in sums.items()}
-            val = validate(self.model, self.valid_items)
-            score = val["val_pesq"] if math.isfinite(val["val_pesq"]) else val["val_si_sdr"] / 10
-            is_best = score > self.best
-            if is_best:
-                self.best = score
-            row = {"epoch": self.epoch, "step": self.step, "lr": self.sched.get_last_lr()[0], **means, **val,
-                   "epoch_s": time.time() - t0, "best": int(is_best)}
-            self.log.epoch(row)
-            self.save("last", val)
-            if is_best:
-                self.save("best", val)
-            _print_epoch(row, self.objective)
+            if main:  # the train means are already over all ranks (all-reduced per step)
+                means = {f"train_{k}": v / max(1, n_ok) for k, v in sums.items()}
+                val = self._validate()
+                score = val["val_pesq"] if math.isfinite(val["val_pesq"]) else val["val_si_sdr"] / 10
+                is_best = score > self.best
+                if is_best:
+                    self.best = score
+                row = {"epoch": self.epoch, "step": self.step, "lr": self.sched.get_last_lr()[0], **means, **val,
+                       "epoch_s": time.time() - t0, "best": int(is_best)}
+                self.log.epoch(row)
+                self.save("last", val)
+                if is_best:
+                    self.save("best", val)
+                _print_epoch(row, self.objective)
+            dist.barrier()  # the other ranks wait for rank 0's validation and checkpoints
         return self.run_dir / "best.safetensors"
+
+
+def _groups(batches, n: int):
+    """Consecutive groups of ``n`` micro-batches (one optimiser step each); a short tail is dropped."""
+    group: list = []
+    for b in batches:
+        group.append(b)
+        if len(group) == n:
+            yield group
+            group = []
 
 
 def _bar(total: int, initial: int, desc: str, enabled: bool):
@@ -265,5 +382,11 @@ def _print_epoch(row: dict[str, Any], objective: MultiTaskLoss) -> None:
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train according to ``cfg``; returns the path of the best checkpoint."""
-    return Trainer(cfg, resume=resume, progress=progress).fit()
+    """Train according to ``cfg``; returns the path of the best checkpoint.
+
+    Under torchrun this joins the process group, trains on every rank and leaves the group
+    again (a group the caller created is left open)."""
+    try:
+        return Trainer(cfg, resume=resume, progress=progress).fit()
+    finally:
+        dist.cleanup()

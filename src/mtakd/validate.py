@@ -22,6 +22,10 @@ def validation_items(cfg: TrainConfig) -> list[dict[str, Any]]:
     """The fixed validation utterances ``[{"noisy": (N,), "clean": (N,)}, ...]``."""
     if cfg.valid.dir:
         ds = PairedDataset(cfg.valid.dir, max_files=cfg.valid.max_files)
+    elif cfg.data.source == "paired":  # the dev rows of the corpus's pairs.csv
+        from .manifests import PairedManifestDataset
+
+        ds = PairedManifestDataset(cfg.data.root, "dev", max_files=cfg.valid.max_files)
     else:
         ds = MixingDataset(cfg.data, "dev", seed=cfg.seed + 1000, length=cfg.valid.synthetic_items)
         ds.set_epoch(0)
