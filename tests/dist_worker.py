@@ -6,7 +6,8 @@ Usage: torchrun --nproc_per_node 2 tests/dist_worker.py WORKDIR   (WORKDIR prepa
 1. ``mtakd distill`` through the CLI entry point (the path ``torchrun -m mtakd distill`` takes);
 2. a run that crashes mid-epoch on every rank, resumed with ``Trainer(resume=True)``;
    the replicas are compared with each other and with run 1;
-3. sharded enhancement of WORKDIR/audio, then the same command again (everything skipped).
+3. sharded enhancement of WORKDIR/audio, then the same command again (everything skipped),
+   through the API, ``mtakd enhance-sharded`` and ``mtakd enhance --distributed``.
 Rank 0 writes WORKDIR/results.json.
 """
 from __future__ import annotations
@@ -86,6 +87,9 @@ second = enhance_sharded([work / "audio"], work / "enhanced", model=model)
 results["second"] = {"enhanced": len(second.enhanced), "skipped": len(second.skipped), "failed": len(second.failed)}
 rc2 = cli_main(["enhance-sharded", "-q", str(work / "audio"), "-o", str(work / "enhanced"), "--model", model])
 results["cli_enhance_rc"] = rc2
+# the same through 'torchrun -m mtakd enhance --distributed'
+results["cli_enhance_distributed_rc"] = cli_main(["enhance", "--distributed", str(work / "audio"), "-o", str(work / "enhanced"),
+                                                  "--model", model])
 lap("sharded_enhancement")
 
 tdist.barrier()

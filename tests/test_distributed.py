@@ -113,7 +113,9 @@ def test_sharded_enhancement_writes_each_file_once_and_resumes(dist_run):
     assert len(res["first"]["failed"]) == 1 and "broken.wav" in res["first"]["failed"][0]
     assert res["second"] == {"enhanced": 0, "skipped": N_GOOD_FILES, "failed": 1}
     assert res["cli_enhance_rc"] == 1  # the broken file fails again; the rest is skipped
-    assert stdout.count(f"0 enhanced, 1 failed, {N_GOOD_FILES} skipped") == 1  # one summary, from rank 0
+    assert res["cli_enhance_distributed_rc"] == 1  # 'mtakd enhance --distributed': the same
+    # one summary per command (enhance-sharded, enhance --distributed), from rank 0
+    assert stdout.count(f"0 enhanced, 1 failed, {N_GOOD_FILES} skipped") == 2
     assert not list((work / "enhanced").rglob(".*.tmp"))
 
 
@@ -199,3 +201,22 @@ def test_shards_are_disjoint_and_a_rerun_skips(tmp_path, rng):
     assert sorted(done) == [f"x{k}.wav" for k in range(5)] and len(parts[0].enhanced) == 3
     again = enhance_sharded([tmp_path / "in"], tmp_path / "out", model=str(model), rank=0, world=1)
     assert not again.enhanced and len(again.skipped) == 5
+
+
+def test_enhance_distributed_writes_each_file_and_a_rerun_skips(tmp_path, rng, capsys):
+    """``mtakd enhance --distributed`` (what ``torchrun -m mtakd enhance --distributed`` runs
+    on every rank): here one process, a world of 1; the 2-process run is in ``dist_run``."""
+    model = tmp_path / "s.safetensors"
+    save_checkpoint(model, build_model("student", {"input_size": 8, "hidden": 8, "layers": 1}))
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    for k in range(3):
+        save_audio(tmp_path / "in" / ("sub" if k else "") / f"x{k}.wav", synth_speech(4000, rng).astype(np.float32), 16000)
+    argv = ["enhance", "--distributed", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(model)]
+    assert cli_main(argv) == 0
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.wav")) == \
+        ["sub/x1.wav", "sub/x2.wav", "x0.wav"]
+    assert capsys.readouterr().out.splitlines()[-1] == "3 enhanced, 0 failed"
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.wav")}
+    assert cli_main(argv) == 0  # a re-run skips every finished output
+    assert capsys.readouterr().out.splitlines()[-1] == "0 enhanced, 0 failed, 3 skipped (output exists; --overwrite replaces)"
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.wav")} == before

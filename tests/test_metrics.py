@@ -179,6 +179,19 @@ def test_silence_gives_nan_without_raising(clean):
     assert r["si_sdr"] == 0.0
 
 
+@pytest.mark.parametrize("sr", [16000, 8000, 44100])
+def test_too_short_for_stoi_gives_nan_and_the_rest_is_scored(sr):
+    rng = np.random.default_rng(0)
+    # pystoi needs more than one 256-sample frame at 10 kHz: > 409.6 samples at 16 kHz
+    for n in (1, 100, int(256 * sr / 10000), int(256 * sr / 10000) + 1):
+        ref = rng.standard_normal(n)
+        deg = ref + 0.1 * rng.standard_normal(n)
+        assert math.isnan(metrics.stoi(ref, deg, sr)) and math.isnan(metrics.estoi(ref, deg, sr)), n
+        if sr in (8000, 16000):
+            r = metrics.evaluate_pair(ref, deg, sr, noisy=deg)
+            assert math.isnan(r["stoi"]) and math.isfinite(r["si_sdr"]) and r["si_sdr_i"] == 0.0, n
+
+
 def test_evaluate_pair_keys_and_si_sdr_improvement(clean):
     noisy = add_noise(clean, 0.0)
     enhanced = add_noise(clean, 10.0, seed=2)

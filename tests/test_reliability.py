@@ -8,6 +8,7 @@ CLI contract checked here: usage errors -> exit 2 and stderr is exactly one line
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import hashlib
 import os
@@ -420,6 +421,11 @@ def test_garbage_onnx_is_a_one_line_error(tmp_path, capsys):
     for backend in ("onnxruntime", "torch"):
         code, _, err = _cli(capsys, "enhance", tmp_path / "a.wav", "-o", tmp_path / "out", "--model", bad, "--backend", backend)
         assert code == 2 and str(bad) in _one_error_line(err)
+    # mtakd stream: the torch-free onnxruntime path (the torch path refuses any .onnx file)
+    for backend in ("onnxruntime", "torch"):
+        code, _, err = _cli(capsys, "stream", "--model", bad, "--backend", backend)
+        assert code == 2 and str(bad) in _one_error_line(err)
+        assert ("not a loadable ONNX model" if backend == "onnxruntime" else "runs with backend='onnxruntime'") in err[0]
     from mtakd.streaming import StreamingEnhancer
 
     with pytest.raises(ValueError, match="not a loadable ONNX model"):
@@ -458,7 +464,7 @@ def test_evaluate_goes_on_past_bad_pairs(tmp_path, ckpt, capsys):
     build_devset(DataConfig(source="synthetic", segment_s=0.5), dev, snrs=(0, 10), per_snr=2)
     (dev / "noisy" / "zz_garbage.wav").write_bytes(b"junk" * 50)
     sf.write(dev / "clean" / "zz_garbage.wav", _sig(8000), SR)
-    sf.write(dev / "noisy" / "zz_short.wav", _sig(100), SR)  # too short to score
+    sf.write(dev / "noisy" / "zz_short.wav", _sig(100), SR)  # too short for PESQ/STOI: scored with NaNs for them
     sf.write(dev / "clean" / "zz_short.wav", _sig(100, seed=1), SR)
     sf.write(dev / "noisy" / "zz_len.wav", _sig(8000), SR)  # lengths differ by 0.25 s
     sf.write(dev / "clean" / "zz_len.wav", _sig(4000), SR)
@@ -467,12 +473,14 @@ def test_evaluate_goes_on_past_bad_pairs(tmp_path, ckpt, capsys):
     sf.write(dev / "noisy" / "zz_nan.wav", nan, SR, subtype="FLOAT")
     sf.write(dev / "clean" / "zz_nan.wav", _sig(8000), SR)
     code, out, err = _cli(capsys, "evaluate", ckpt, dev, "--no-efficiency", "-o", tmp_path / "res" / "files.csv")
-    assert code == 1 and out[0].startswith(f"{ckpt}: 4 files")
+    assert code == 1 and out[0].startswith(f"{ckpt}: 5 files")
     errors = [ln for ln in err if ln.startswith("mtakd: error:")]
-    for name in ("zz_garbage", "zz_short", "zz_len", "zz_nan"):
+    for name in ("zz_garbage", "zz_len", "zz_nan"):
         assert sum(name in ln for ln in errors) == 1, (name, errors)
-    assert err[-1].startswith("mtakd: 4 of 8 pair(s) failed") and len(err) == 5
-    assert len((tmp_path / "res" / "files.csv").read_text().splitlines()) == 5  # header + 4 scored
+    assert err[-1].startswith("mtakd: 3 of 8 pair(s) failed") and len(err) == 4
+    assert any(ln.startswith("  not scored (NaN: too short or silent; left out of the means): PESQ ") for ln in out)
+    rows = {r["name"]: r for r in csv.DictReader(open(tmp_path / "res" / "files.csv", newline=""))}
+    assert len(rows) == 5 and rows["zz_short.wav"]["stoi"] == "nan" and np.isfinite(float(rows["zz_short.wav"]["si_sdr"]))
 
 
 def test_build_devset_with_a_bad_corpus_file_leaves_nothing(tmp_path, capsys):

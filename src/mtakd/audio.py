@@ -10,19 +10,17 @@
 A user's mistake (missing file, not audio, NaN samples, ...) raises ``AudioError`` whose
 message is one line: which file, what is wrong, what to do. The CLI prints it without a
 traceback. Digital silence, clipping and a cut-short WAV are *not* errors; they are flagged in
-``AudioInfo``. Writes use plain ``os.write`` (libsndfile's virtual I/O swallows ``OSError``s),
-so a full disk is reported (``DiskFullError``), never a short file under the final name.
+``AudioInfo``. Writes go through ``mtakd.atomic`` (plain ``os.write``: libsndfile's virtual
+I/O swallows ``OSError``s), so a full disk is reported (``DiskFullError``), never a short
+file under the final name.
 """
 from __future__ import annotations
 
-import contextlib
 import errno
-import glob
 import io
 import os
 import re
 import struct
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +29,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .stft import SAMPLE_RATE
+from .atomic import AtomicFile, atomic_file, is_disk_full
+from .atomic import write_all as _write_all  # a module attribute: tests patch it to simulate a full disk
+from .stft_np import SAMPLE_RATE
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 #: audio formats mtakd does not read; inside input folders they are reported, not skipped silently
@@ -71,7 +71,7 @@ class DiskFullError(AudioError):
 
 def write_error(path: str | os.PathLike, e: OSError) -> AudioError:
     """The one-line ``AudioError`` for a failed write of ``path`` (``DiskFullError`` if the disk is full)."""
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+    if is_disk_full(e):
         return DiskFullError(path, "cannot write: the disk is full (no space left on device)",
                              "free some space or write to another disk; no partial file was left under this name")
     reason = (e.strerror or str(e)).lower()
@@ -293,44 +293,15 @@ def save_audio(path: str | os.PathLike, wav, sr: int = SAMPLE_RATE) -> None:
 
 
 def write_atomic(path: str | os.PathLike, data) -> None:
-    """Write bytes to ``path`` via a hidden temporary file in the same folder, fsync, rename.
-
-    On any failure the temporary file is removed and an existing ``path`` is left as it was;
-    ``OSError``s become one-line ``AudioError``s (``DiskFullError`` when the disk is full).
-    """
+    """Write bytes to ``path`` atomically (``mtakd.atomic``). On any failure an existing
+    ``path`` is left as it was and no temporary file stays; ``OSError``s become one-line
+    ``AudioError``s (``DiskFullError`` when the disk is full)."""
     p = Path(path)
-    fd, tmp = _temp_beside(p)
     try:
-        try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        # mkstemp creates 0600; give the result the usual permissions (or keep the old file's)
-        os.chmod(tmp, (p.stat().st_mode & 0o777) if p.exists() else 0o644)
-        os.replace(tmp, p)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise write_error(p, e) from None
-        raise
-
-
-def _temp_beside(p: Path) -> tuple[int, str]:
-    """A new hidden temporary file next to ``p``; ones left by a killed writer of ``p`` go first."""
-    try:
-        for stale in p.parent.glob(f".{glob.escape(p.name)}.*.tmp"):
-            stale.unlink(missing_ok=True)
-        return tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+        with atomic_file(p) as f:
+            _write_all(f.fd, data)
     except OSError as e:
         raise write_error(p, e) from None
-
-
-def _write_all(fd: int, data) -> None:
-    """``os.write`` until all of ``data`` is written (it may write less than asked)."""
-    view = memoryview(data).cast("B")
-    while view.nbytes:
-        view = view[os.write(fd, view):]
 
 
 def _pcm16(x: np.ndarray) -> np.ndarray:
@@ -355,9 +326,9 @@ class AtomicWavWriter:
 
     def __init__(self, path: str | os.PathLike, sr: int, channels: int = 1):
         self.path, self.sr, self.channels, self.frames = Path(path), int(sr), int(channels), 0
-        self.fd: int | None = None
-        self.fd, self.tmp = _temp_beside(self.path)
-        self._io(_write_all, self.fd, _wav_header(self.sr, self.channels, 0))
+        self.file: AtomicFile | None = None
+        self.file = self._io(AtomicFile, self.path)
+        self._io(_write_all, self.file.fd, _wav_header(self.sr, self.channels, 0))
 
     def _io(self, fn, *args):
         try:
@@ -373,25 +344,19 @@ class AtomicWavWriter:
         if problem:
             self.abort()
             raise AudioError(self.path, problem, "check the model, or split the input")
-        self._io(_write_all, self.fd, _pcm16(x))
+        self._io(_write_all, self.file.fd, _pcm16(x))
         self.frames += x.shape[0]
 
     def commit(self) -> None:
         self._io(self._finish)
 
     def _finish(self) -> None:
-        os.pwrite(self.fd, _wav_header(self.sr, self.channels, self.frames), 0)
-        os.fsync(self.fd)
-        os.close(self.fd)
-        self.fd = None
-        os.chmod(self.tmp, 0o644)
-        os.replace(self.tmp, self.path)
+        os.pwrite(self.file.fd, _wav_header(self.sr, self.channels, self.frames), 0)
+        self.file.commit()
 
     def abort(self) -> None:
-        with contextlib.suppress(OSError, TypeError):  # TypeError: already closed (fd None)
-            os.close(self.fd)
-        self.fd = None
-        Path(self.tmp).unlink(missing_ok=True)
+        if self.file is not None:
+            self.file.abort()
 
     def __enter__(self) -> "AtomicWavWriter":
         return self

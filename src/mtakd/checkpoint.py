@@ -15,12 +15,8 @@ Training state for ``--resume`` (optimiser, scheduler, counters, RNG) goes in a 
 """
 from __future__ import annotations
 
-import errno
-import glob
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +26,8 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from . import __version__
+from .atomic import atomic_file, os_error_reason
+from .atomic import write_all as _write_all  # a module attribute: tests patch it to simulate a full disk
 from .models import build_model, model_args, model_name
 
 FORMAT = "mtakd-checkpoint"
@@ -44,14 +42,8 @@ def versions() -> dict[str, str]:
     return {"mtakd": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view.nbytes:  # os.write may write less than asked
-        view = view[os.write(fd, view):]
-
-
 def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str]) -> None:
-    """Write a safetensors file via a temporary file in the same folder, fsync and ``os.replace``.
+    """Write a safetensors file atomically (``mtakd.atomic``: temporary file, fsync, rename).
 
     Raises ``OSError`` (strerror says "disk full" when it is) with nothing left behind: the
     file under ``path``, if any, is the previous complete one.
@@ -62,30 +54,10 @@ def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, meta
     data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a writer that was killed
-            stale.unlink(missing_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with atomic_file(path, mode=0o644) as f:  # model files are meant to be shared
+            _write_all(f.fd, data)
     except OSError as e:
-        raise _clear(e, path) from None
-    try:
-        try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, 0o644)  # not mkstemp's 0600: model files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise _clear(e, path) from None
-        raise
-
-
-def _clear(e: OSError, path: Path) -> OSError:
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return OSError(e.errno, "disk full: no space left on device", str(path))
-    return OSError(e.errno, e.strerror or str(e), str(path))
+        raise OSError(e.errno, os_error_reason(e), str(path)) from None
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -1,12 +1,23 @@
 """``mtakd <verb>``: thin subcommands, each calling one library function.
 
 User mistakes (bad config, bad audio, bad checkpoint) print one line ``mtakd: error: ...``
-and exit 2; nothing a user owns is overwritten.
+and exit 2; nothing a user owns is overwritten. Training errors and unexpected OS errors
+(``mtakd: error: <file>: <reason>``) exit 1, Ctrl-C exits 130; warnings print as one line
+``mtakd: warning: ...``. No traceback for any of these.
+
+The verb modules are imported here for their arguments; each imports torch and other heavy
+packages only inside its functions, so ``mtakd --help`` starts without loading torch.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+
+from . import demo, enhance_cli, evaluate, export, manifests, shard, stream_cli
+
+#: verbs that live in their own modules (each has ``register_cli(subparsers)``)
+_VERB_MODULES = (enhance_cli, evaluate, stream_cli, export, demo, manifests, shard)
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -125,50 +136,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.set_defaults(func=cmd_info)
 
-    for register in _EXTRA_VERBS:
-        register(sub)
+    for module in _VERB_MODULES:
+        module.register_cli(sub)
     return ap
 
 
-def _register_optional() -> list:
-    """Verbs that live in their own modules (enhance, evaluate, stream, export, make-manifest, enhance-sharded)."""
-    regs = []
-    for mod in ("enhance_cli", "evaluate", "stream_cli", "export", "demo", "manifests", "shard"):
-        try:
-            m = __import__(f"mtakd.{mod}", fromlist=["register_cli"])
-        except ModuleNotFoundError as e:
-            if e.name == f"mtakd.{mod}":
-                continue
-            raise
-        regs.append(m.register_cli)
-    return regs
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
-_EXTRA_VERBS: list = []
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` while ``main`` runs: one line, no source location."""
+    try:
+        print(f"mtakd: warning: {_one_line(message)}", file=file or sys.stderr, flush=True)
+    except (OSError, ValueError):  # stderr closed: a warning is not worth a crash
+        pass
+
+
+def _is(e: BaseException, module: str, name: str) -> bool:
+    """``isinstance(e, module.name)`` without importing ``module``: if it was never imported,
+    ``e`` cannot be one of its exceptions (so checking ``CheckpointError`` needs no torch)."""
+    mod = sys.modules.get(module)
+    return mod is not None and isinstance(e, getattr(mod, name))
+
+
+def _os_error(e: OSError) -> str:
+    """``<file>: <reason>`` (or just the reason when the error names no file)."""
+    from .atomic import is_disk_full
+
+    reason = e.strerror or _one_line(e) or type(e).__name__
+    if is_disk_full(e):
+        reason = f"{reason} (the disk is full; free some space and run the command again)"
+    files = [str(f) for f in (e.filename, e.filename2) if f is not None]
+    return ": ".join([" -> ".join(files), reason] if files else [reason])
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .audio import AudioError
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-
-    _EXTRA_VERBS[:] = _register_optional()
     args = build_parser().parse_args(argv)
+    saved = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, AudioError, CheckpointError) as e:
-        print(f"mtakd: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("mtakd: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - training errors carry their own message
-        from .train import TrainingError
-
-        if isinstance(e, TrainingError):
+    except Exception as e:
+        if any(_is(e, m, n) for m, n in (("mtakd.config", "ConfigError"), ("mtakd.audio", "AudioError"),
+                                          ("mtakd.checkpoint", "CheckpointError"))):
+            print(f"mtakd: error: {e}", file=sys.stderr)
+            return 2
+        if _is(e, "mtakd.train", "TrainingError"):  # carries its own one-line message
             print(f"mtakd: error: {e}", file=sys.stderr)
             return 1
+        if isinstance(e, OSError):
+            print(f"mtakd: error: {_os_error(e)}", file=sys.stderr)
+            return 1
         raise
+    finally:
+        warnings.showwarning = saved
 
 
 if __name__ == "__main__":

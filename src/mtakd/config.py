@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from .atomic import write_bytes_atomic
+
 
 class ConfigError(ValueError):
     """A user's configuration is wrong; the message says which key and what to do."""
@@ -239,4 +241,5 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
 
 
 def save_config(obj: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))
+    """Write ``obj`` as YAML, atomically (a kill never leaves half a config); raises ``OSError``."""
+    write_bytes_atomic(path, yaml.safe_dump(to_dict(obj), sort_keys=False).encode("utf-8"))

@@ -15,7 +15,7 @@ import numpy as np
 
 from .audio import AudioError, audio_info, list_audio_files, load_audio
 from .config import DataConfig
-from .stft import SAMPLE_RATE
+from .stft_np import SAMPLE_RATE
 
 
 class DataError(AudioError):

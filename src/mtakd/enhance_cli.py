@@ -1,5 +1,9 @@
 """``mtakd enhance INPUT... -o OUTDIR``: batch enhancement of files and folders.
 
+``--distributed`` splits the files over torchrun's processes (``torchrun --nproc_per_node N
+-m mtakd enhance --distributed INPUT... -o OUTDIR``; ``mtakd.shard``, the same as
+``mtakd enhance-sharded``).
+
 Exit status: 0 when every file was enhanced (or skipped because its output exists), 1 when
 any file failed (the others are still done; each failure is one line), 2 for usage errors
 (bad arguments, unusable model, an output folder that would overwrite inputs).
@@ -20,6 +24,10 @@ def _say(line: str, err: bool = False) -> None:
 
 
 def cmd_enhance(args: argparse.Namespace) -> int:
+    if args.distributed:  # the files split over torchrun's processes (resumable; see shard.py)
+        from .shard import cmd_enhance_sharded
+
+        return cmd_enhance_sharded(args)
     from .enhance import enhance_files
 
     def progress(i, n, status, src, dst, detail):
@@ -56,4 +64,7 @@ def register_cli(sub) -> None:
     p.add_argument("--model", "-m", help="checkpoint (.safetensors) or ONNX file; default: the shipped student")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never overwritten)")
+    p.add_argument("--distributed", action="store_true",
+                   help="split the files over the processes of 'torchrun --nproc_per_node N -m mtakd enhance --distributed ...' "
+                        "(existing outputs are skipped, so a re-run finishes what is missing)")
     p.set_defaults(func=cmd_enhance)

@@ -34,50 +34,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional as F_
 
 from . import __version__
-from .stft import HOP, N_FFT, SAMPLE_RATE, STFT, apply_mask
+from .atomic import write_bytes_atomic
+from .stft_np import HOP, N_FFT, SAMPLE_RATE
 
 KINDS = ("step", "offline")
+#: torch is imported only when something is exported (``mtakd --help`` stays light);
+#: the graphs live in ``onnx_graphs`` and stay importable from here
+_GRAPHS = ("StepGraph", "OfflineGraph")
 #: verification tolerance (max abs difference between PyTorch and onnxruntime outputs)
 VERIFY_ATOL = 1e-4
 
 
 class ExportError(ValueError):
     """Export failed or its verification did not match PyTorch."""
-
-
-class StepGraph(nn.Module):
-    """Per-hop pipeline: ``forward(frame (1, N_FFT), state (L,1,H)) -> (out (1, N_FFT), state)``."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model, self.stft = model, STFT()
-
-    def forward(self, frame: torch.Tensor, state: torch.Tensor):
-        spec = self.stft.analyze_frame(frame)  # (1, 2, F)
-        mask, state = self.model.step(spec, state)
-        return self.stft.synthesize_frame(apply_mask(spec, mask)), state
-
-
-class OfflineGraph(nn.Module):
-    """Export-friendly ``MaskEnhancer``: ``forward(wav (B, N)) -> (B, N)``, same numbers."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model, self.stft = model, STFT()
-
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        n = wav.shape[-1]
-        t = (n + HOP - 1) // HOP + 1  # STFT.num_frames
-        x = F_.pad(wav, (N_FFT - HOP, t * HOP - n))  # (B, (t+1)*HOP)
-        hops = x.reshape(x.shape[0], t + 1, HOP)
-        frames = torch.cat((hops[:, :-1], hops[:, 1:]), dim=-1)  # (B, t, N_FFT)
-        spec = self.stft.analyze_frame(frames).transpose(1, 2)  # (B, 2, t, F)
-        return self.stft.inverse(apply_mask(spec, self.model(spec)), n)
 
 
 @dataclass
@@ -128,6 +99,8 @@ def _with_metadata(data: bytes, meta: dict[str, str]) -> bytes:
 
 def _verify(data: bytes, graph: nn.Module, model: nn.Module, kind: str) -> float:
     """Max abs difference between onnxruntime and PyTorch on random audio."""
+    import torch
+
     from .inference import enhance_waveform
     from .ort_runtime import open_session
 
@@ -156,6 +129,10 @@ def _verify(data: bytes, graph: nn.Module, model: nn.Module, kind: str) -> float
 
 def onnx_bytes(model: nn.Module, kind: str = "step", opset: int = 17, verify: bool = True) -> tuple[bytes, float | None]:
     """Export ``model`` to ONNX in memory: ``(bytes with mtakd metadata, max abs diff or None)``."""
+    import torch
+
+    from .onnx_graphs import OfflineGraph, StepGraph
+
     if kind not in KINDS:
         raise ExportError(f"unknown export kind '{kind}'; choose one of {', '.join(KINDS)}")
     # a private CPU copy in eval mode: the caller's model keeps its device and mode
@@ -183,20 +160,6 @@ def onnx_bytes(model: nn.Module, kind: str = "step", opset: int = 17, verify: bo
         if not diff <= VERIFY_ATOL:
             raise ExportError(f"ONNX {kind} export does not match PyTorch: max abs diff {diff:.3g} > {VERIFY_ATOL:g}")
     return data, diff
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def quantized_path(out_path: str | os.PathLike) -> Path:
@@ -257,14 +220,14 @@ def export_onnx(
             raise FileExistsError(f"{t}: already exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise ExportError(f"{out}: output folder '{out.parent}' does not exist; create it first")
-    if isinstance(ckpt_or_model, nn.Module):
-        model = ckpt_or_model
-    else:
+    if isinstance(ckpt_or_model, (str, os.PathLike)):
         from .checkpoint import load_model
 
         model = load_model(ckpt_or_model)
+    else:
+        model = ckpt_or_model
     data, diff = onnx_bytes(model, kind, opset, verify)
-    _atomic_write(out, data)
+    write_bytes_atomic(out, data)
     result = ExportResult(path=out, kind=kind, size_bytes=out.stat().st_size, max_abs_diff=diff)
     if quantize:
         qdata = quantize_bytes(data)
@@ -272,7 +235,7 @@ def export_onnx(
 
         x = _test_signal(2 * SAMPLE_RATE)
         result.quantized_snr_db = _snr_db(enhance_array(data, x), enhance_array(qdata, x))
-        _atomic_write(targets[1], qdata)
+        write_bytes_atomic(targets[1], qdata)
         result.quantized_path, result.quantized_size_bytes = targets[1], targets[1].stat().st_size
     return result
 
@@ -309,3 +272,11 @@ def register_cli(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime vs PyTorch check")
     p.set_defaults(func=cmd_export)
+
+
+def __getattr__(name: str):
+    if name in _GRAPHS:
+        from . import onnx_graphs
+
+        return getattr(onnx_graphs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,8 +6,9 @@ lengths differ, both are trimmed to the shorter one (the tail of the longer is i
 alignment search is done). Computations run in float64.
 
 Degenerate input never raises inside a batch: PESQ on silence / no detected utterance / a
-buffer shorter than 0.25 s, and STOI with fewer than 30 non-silent frames, return
-``float('nan')`` (aggregate with ``np.nanmean`` and report the count of NaNs). A sample
+buffer shorter than 0.25 s, and STOI with fewer than 30 non-silent frames (or a signal
+shorter than one 25.6 ms STOI frame, ~410 samples at 16 kHz) return ``float('nan')``
+(aggregate with ``np.nanmean`` and report the count of NaNs). A sample
 rate a metric cannot handle is a programming error and raises ``ValueError``.
 
 ``evaluate_pair`` is the one entry point used by evaluation scripts; it computes PESQ once
@@ -94,11 +95,16 @@ def pesq_nb(ref: np.ndarray, deg: np.ndarray, sr: int = 16000) -> float:
 # ----------------------------------------------------------------------------- STOI
 def _stoi(ref, deg, sr: int, extended: bool) -> float:
     from pystoi import stoi as _pystoi
+    from pystoi.stoi import FS, N_FRAME
 
     ref, deg = _pair(ref, deg)
     # silent reference: pystoi keeps every (equally silent) frame and returns 0, but
     # intelligibility of nothing is undefined, not "unintelligible"
     if not np.any(ref) or not (np.all(np.isfinite(ref)) and np.all(np.isfinite(deg))):
+        return float("nan")
+    # pystoi resamples to FS (10 kHz) and needs more than one N_FRAME (256) frame there, i.e.
+    # more than 409.6 samples at 16 kHz; a shorter signal makes it raise (numpy AxisError)
+    if len(ref) * FS <= N_FRAME * sr:
         return float("nan")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -115,7 +121,8 @@ def _stoi(ref, deg, sr: int, extended: bool) -> float:
 def stoi(ref: np.ndarray, deg: np.ndarray, sr: int = 16000) -> float:
     """STOI (Taal et al. 2011) via pystoi (resamples to 10 kHz internally), in [0, 1]-ish.
 
-    Returns NaN when fewer than 30 non-silent 25.6 ms frames remain (< ~0.4 s of speech)."""
+    Returns NaN when fewer than 30 non-silent 25.6 ms frames remain (< ~0.4 s of speech),
+    also for signals too short for a single frame (pystoi itself would raise)."""
     return _stoi(ref, deg, sr, extended=False)
 
 

@@ -7,9 +7,10 @@ onnxruntime and soundfile suffice::
     pip install numpy onnxruntime soundfile
     python -m mtakd.ort_runtime student.onnx noisy.wav enhanced.wav
 
-(``import mtakd.ort_runtime`` imports only ``mtakd.stft_np``, numpy and, when a model is
-opened, onnxruntime; ``import mtakd`` is lazy.) Input files must already be 16 kHz: resampling
-needs soxr, which this minimal path leaves out; multichannel files are averaged to mono.
+(``import mtakd.ort_runtime`` imports only ``mtakd.stft_np``, ``mtakd.atomic`` (standard
+library), numpy and, when a model is opened, onnxruntime; ``import mtakd`` is lazy.) Input
+files must already be 16 kHz: resampling needs soxr, which this minimal path leaves out;
+multichannel files are averaged to mono.
 
 Two kinds of ONNX file (``mtakd_kind`` in the model metadata, see ``mtakd.export``):
 
@@ -22,11 +23,13 @@ Two kinds of ONNX file (``mtakd_kind`` in the model metadata, see ``mtakd.export
 """
 from __future__ import annotations
 
+import io
 import os
 import sys
 
 import numpy as np
 
+from .atomic import os_error_reason, write_bytes_atomic
 from .stft_np import N_FFT, SAMPLE_RATE, HopFramer, as_mono_float32
 
 __all__ = ["open_session", "model_kind", "OrtStepProcessor", "OrtStreamingEnhancer", "OrtOfflineEnhancer", "enhance_array", "main"]
@@ -143,9 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     y = enhance_array(model, x.mean(axis=1))
     pcm = np.clip(np.round(y.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
-    tmp = f"{dst}.tmp-{os.getpid()}"
-    sf.write(tmp, pcm, SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    os.replace(tmp, dst)  # atomic: never a half-written output under the final name
+    buf = io.BytesIO()
+    sf.write(buf, pcm, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    try:
+        write_bytes_atomic(dst, buf.getbuffer())  # never a half-written output under the final name
+    except OSError as e:
+        print(f"error: {dst}: cannot write ({os_error_reason(e)})", file=sys.stderr)
+        return 1
     return 0
 
 

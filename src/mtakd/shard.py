@@ -24,9 +24,8 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-from . import distributed as dist
-from .audio import AudioError, DiskFullError
-from .enhance import EnhanceSummary, EnhanceWarning, check_output_folder, enhance_file, get_engine, plan_outputs
+# torch and the enhancement engine are imported inside the functions: the CLI imports this
+# module for its arguments, and ``mtakd --help`` should not load torch
 
 
 def shard(items: list, rank: int, world: int) -> list:
@@ -49,6 +48,10 @@ def enhance_sharded(inputs, out_dir, model=None, rank: int | None = None, world:
     outputs that would overwrite an input raise before any file is touched, on every rank
     alike (every rank checks the same things).
     """
+    from . import distributed as dist
+    from .audio import AudioError, DiskFullError
+    from .enhance import EnhanceSummary, EnhanceWarning, check_output_folder, enhance_file, get_engine, plan_outputs
+
     rank = dist.rank() if rank is None else rank
     world = dist.world_size() if world is None else world
     if isinstance(inputs, (str, os.PathLike)):
@@ -100,6 +103,8 @@ def cmd_enhance_sharded(args: argparse.Namespace) -> int:
     """CLI body; also what ``mtakd enhance --distributed`` calls (same argument names:
     inputs, output, model, backend, overwrite). Exit 0: every file done or skipped; 1: some
     failed (listed once, by rank 0); 2 (raised): unusable model or output folder."""
+    from . import distributed as dist
+
     ctx = dist.init("cpu")  # enhancement runs on the CPU; gloo carries the final gather
     tag = f"r{ctx.rank} " if ctx.distributed else ""
 

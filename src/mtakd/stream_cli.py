@@ -144,6 +144,10 @@ def make_streamer(model, backend: str):
             return OrtStreamingEnhancer(model)
         except (ImportError, ValueError) as e:
             raise ConfigError(f"{model}: {' '.join(str(e).split())}") from None
+        except Exception as e:  # noqa: BLE001 - onnxruntime's InvalidProtobuf, Fail, ... are not ValueErrors
+            first = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+            raise ConfigError(f"{model}: not a loadable ONNX model ({' '.join(first.split())}); "
+                              "export one with 'mtakd export'") from None
     from .enhance import get_engine
 
     engine = get_engine(model, backend)

@@ -30,13 +30,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from . import distributed as dist
+from .atomic import os_error_reason
 from .checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
 from .config import ConfigError, TrainConfig, save_config, to_dict
 from .data import collate
 from .losses import MultiTaskLoss
-from .manifests import training_set
+from .training_data import training_set
 from .models import build_model
-from .runlog import RunLog
+from .runlog import RunLog, prepare_run_dir, print_epoch, progress_bar
 from .stft import STFT, apply_mask
 from .validate import validate, validation_items
 
@@ -112,7 +113,7 @@ class Trainer:
         self.device, main = self.ctx.device, self.ctx.is_main
         self.progress = progress and main
         self.run_dir = Path(cfg.run_dir)
-        dist.on_main(lambda: self._prepare_run_dir(resume))
+        dist.on_main(lambda: prepare_run_dir(self.run_dir, resume))
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         if cfg.threads > 0:
@@ -156,29 +157,19 @@ class Trainer:
         self.sampler = EpochSampler(len(self.train_set), cfg.seed, self.ctx.rank, world,
                                     total=self.steps_per_epoch * cfg.optim.batch_size)
         self.step, self.epoch, self.best = 0, 0, -math.inf
+        # global batches taken from the current epoch's sampler, skipped non-finite ones
+        # included: the resume position (``step`` lags behind it after skipped batches)
+        self.batches_in_epoch = 0
+        self.skipped = ""  # why train_step's last ``None`` came back: "loss" or "gradient"
         self.log = RunLog(self.run_dir, enabled=main, tensorboard=cfg.tensorboard)
         self.valid_items = validation_items(cfg) if main else []
         if resume:
             self._restore()  # on every rank: each replica starts from the same saved state
         if main:
-            save_config(cfg, self.run_dir / "config.yaml")
+            self._write_log(save_config, cfg, self.run_dir / "config.yaml")
         self.net = dist.wrap_ddp(TrainStep(self.model, self.objective, self.stft, self._autocast, cfg.loss.sisdr_weight > 0), self.ctx)
 
     # ------------------------------------------------------------------ setup
-    def _prepare_run_dir(self, resume: bool) -> None:
-        state = self.run_dir / "train_state.safetensors"
-        if resume and not state.exists():
-            raise ConfigError(f"--resume: {state} does not exist; start without --resume")
-        if not resume and self.run_dir.exists() and any(self.run_dir.iterdir()):
-            raise ConfigError(f"run folder {self.run_dir} already holds a run; use --resume to continue it or choose another run_dir")
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.run_dir / ".write_test"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as e:
-            raise ConfigError(f"run folder {self.run_dir} is not writable ({e.strerror}); choose another run_dir") from None
-
     def _load_teacher(self):
         if not self.cfg.teacher:
             raise ConfigError(f"loss.kd={self.cfg.loss.kd} needs a teacher checkpoint: pass --teacher PATH")
@@ -198,6 +189,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "best": self.best,
+            "batches_in_epoch": self.batches_in_epoch,
             "torch_rng": torch.get_rng_state(),
             **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
@@ -209,11 +201,14 @@ class Trainer:
         self.opt.load_state_dict(s["opt"])
         self.sched.load_state_dict(s["sched"])
         self.step, self.epoch, self.best = int(s["step"]), int(s["epoch"]), float(s["best"])
+        # a train_state written before batches_in_epoch existed: the position from the step
+        # count (right unless batches were skipped in this epoch)
+        self.batches_in_epoch = int(s.get("batches_in_epoch", max(0, self.step - self.epoch * self.steps_per_epoch)))
         torch.set_rng_state(s["torch_rng"])
         if self.scaler is not None and "scaler" in s:
             self.scaler.load_state_dict(s["scaler"])
         # ``epoch`` counts finished epochs, whose rows (numbered 1..epoch) are kept
-        self.log.rewind(self.step, self.epoch)
+        self._write_log(self.log.rewind, self.step, self.epoch)
         if self.ctx.is_main:
             print(f"resumed {self.run_dir} at epoch {self.epoch + 1}, step {self.step}")
 
@@ -224,6 +219,10 @@ class Trainer:
     def save(self, which: str, extra: dict[str, Any] | None = None) -> None:
         if not self.ctx.is_main:  # replicas are identical; one writer
             return
+        for name, t in list(self.model.state_dict().items()) + list(self.aux_tensors().items()):
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise TrainingError(f"weights became non-finite at step {self.step} ('{name}' has NaN or Inf); they were "
+                                    f"not saved: the last good checkpoint in {self.run_dir} is kept. Lower optim.lr or check the data")
         train = {"step": self.step, "epoch": self.epoch, **(extra or {})}
         try:
             save_checkpoint(self.run_dir / f"{which}.safetensors", self.model, to_dict(self.cfg), self.aux_tensors(), train)
@@ -231,6 +230,17 @@ class Trainer:
                 save_train_state(self.run_dir / "train_state.safetensors", self._state())
         except OSError as e:
             raise TrainingError(f"could not write a checkpoint in {self.run_dir} ({e.strerror}); the previous checkpoint is intact") from None
+
+    def _write_log(self, write, *args) -> None:
+        """A write of the CSV logs or config.yaml; an ``OSError`` (full disk, read-only folder)
+        stops training with one line instead of a traceback."""
+        try:
+            write(*args)
+        except OSError as e:
+            where = e.filename or self.run_dir
+            raise TrainingError(f"could not write {where} ({os_error_reason(e)}) at step {self.step}; stopping. The "
+                                f"checkpoints in {self.run_dir} are intact: free some space or fix the folder, then "
+                                "continue with --resume") from None
 
     # ------------------------------------------------------------------ one step
     def _autocast(self):
@@ -261,7 +271,9 @@ class Trainer:
     def train_step(self, group: list[dict]) -> tuple[dict[str, float] | None, float]:
         """One optimiser step on ``grad_accum`` micro-batches -> (loss terms averaged over the
         global batch, gradient norm), or ``(None, nan)`` when a loss was non-finite on any rank
-        (then no rank steps: they agree because the check uses the all-reduced losses)."""
+        (then no rank steps: they agree because the check uses the all-reduced losses), or
+        ``(None, norm)`` when the loss was finite but its gradient norm is not (every rank sees
+        the same all-reduced gradients, so they agree too). ``self.skipped`` says which."""
         self.opt.zero_grad(set_to_none=True)
         total = None
         for j, batch in enumerate(group):
@@ -273,6 +285,7 @@ class Trainer:
                 vals = dist.all_reduce_mean(torch.stack([v.detach().float() for v in out.values()]))
                 if not torch.isfinite(vals[keys.index("loss")]):
                     self.opt.zero_grad(set_to_none=True)
+                    self.skipped = "loss"
                     return None, float("nan")
                 loss = out["loss"] / len(group)
                 (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
@@ -281,6 +294,12 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.unscale_(self.opt)
         gnorm = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+        if self.scaler is None and not torch.isfinite(gnorm):
+            # a NaN/Inf gradient from a finite loss: no update. (With fp16 loss scaling the
+            # GradScaler skips such steps itself and lowers its scale; a few are normal then.)
+            self.opt.zero_grad(set_to_none=True)
+            self.skipped = "gradient"
+            return None, float(gnorm)
         if self.scaler is not None:
             self.scaler.step(self.opt)
             self.scaler.update()
@@ -299,44 +318,50 @@ class Trainer:
         cfg = self.cfg
         bad_run = 0
         main = self.ctx.is_main
+        bad_kinds: set[str] = set()
         while self.epoch < cfg.optim.epochs:
-            # (after skipped non-finite batches the count lags; a new epoch still starts at 0)
-            start = max(0, self.step - self.epoch * self.steps_per_epoch)
+            start = self.batches_in_epoch  # 0, or where a resumed epoch left off
             self.train_set.set_epoch(self.epoch)
             self.sampler.set_epoch(self.epoch, start * cfg.optim.batch_size)
             self.model.train()
             sums: dict[str, float] = {}
             n_ok, t0 = 0, time.time()
-            bar = _bar(self.steps_per_epoch, start, f"epoch {self.epoch + 1}/{cfg.optim.epochs}", self.progress)
+            bar = progress_bar(self.steps_per_epoch, start, f"epoch {self.epoch + 1}/{cfg.optim.epochs}", self.progress)
             for group in _groups(self._loader(), cfg.optim.grad_accum):
                 out, gnorm = self.train_step(group)
+                self.batches_in_epoch += 1
+                if bar is not None:
+                    bar.update(1)
                 if out is None:
                     bad_run += 1
+                    bad_kinds.add(self.skipped)
                     if main:
-                        warnings.warn(f"step {self.step}: non-finite loss, batch skipped ({bad_run} in a row)")
+                        warnings.warn(f"step {self.step}: non-finite {self.skipped}, batch skipped ({bad_run} in a row)")
                     if bad_run > cfg.optim.nonfinite_patience:
+                        what = " and ".join(sorted(k + ("es" if k == "loss" else "s") for k in bad_kinds))
                         raise TrainingError(
-                            f"{bad_run} consecutive non-finite losses at step {self.step}; stopping. "
+                            f"{bad_run} consecutive non-finite {what} at step {self.step}; stopping. "
                             f"The last good checkpoint in {self.run_dir} is kept: lower optim.lr or check the data"
                         )
                     continue
                 bad_run = 0
+                bad_kinds.clear()
                 self.step += 1
                 n_ok += 1
                 for k, v in out.items():
                     sums[k] = sums.get(k, 0.0) + v
                 if bar is not None:
-                    bar.update(1)
                     bar.set_postfix(loss=f"{out['loss']:.4f}")
                 if self.step % cfg.optim.log_every == 0:
                     row = {"step": self.step, "epoch": self.epoch + 1, "lr": self.sched.get_last_lr()[0], "grad_norm": gnorm}
                     row.update(out)
-                    self.log.step(row)
+                    self._write_log(self.log.step, row)
                 if cfg.optim.checkpoint_every and self.step % cfg.optim.checkpoint_every == 0:
                     self.save("last")
             if bar is not None:
                 bar.close()
             self.epoch += 1
+            self.batches_in_epoch = 0
             if main:  # the train means are already over all ranks (all-reduced per step)
                 means = {f"train_{k}": v / max(1, n_ok) for k, v in sums.items()}
                 val = self._validate()
@@ -346,11 +371,11 @@ class Trainer:
                     self.best = score
                 row = {"epoch": self.epoch, "step": self.step, "lr": self.sched.get_last_lr()[0], **means, **val,
                        "epoch_s": time.time() - t0, "best": int(is_best)}
-                self.log.epoch(row)
+                self._write_log(self.log.epoch, row)
                 self.save("last", val)
                 if is_best:
                     self.save("best", val)
-                _print_epoch(row, self.objective)
+                print_epoch(row, self.objective.uncertainty)
             dist.barrier()  # the other ranks wait for rank 0's validation and checkpoints
         return self.run_dir / "best.safetensors"
 
@@ -363,22 +388,6 @@ def _groups(batches, n: int):
         if len(group) == n:
             yield group
             group = []
-
-
-def _bar(total: int, initial: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)
-
-
-def _print_epoch(row: dict[str, Any], objective: MultiTaskLoss) -> None:
-    parts = [f"epoch {row['epoch']}", f"step {row['step']}", f"loss {row.get('train_loss', float('nan')):.4f}"]
-    parts += [f"val PESQ {row['val_pesq']:.3f}", f"SI-SDR {row['val_si_sdr']:.2f} dB"]
-    if objective.uncertainty is not None:
-        parts += [f"w_{n} {row.get('train_w_' + n, float('nan')):.3f}" for n in objective.uncertainty.names]
-    print(" | ".join(parts) + (" *" if row["best"] else ""), flush=True)
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:

@@ -23,7 +23,7 @@ def validation_items(cfg: TrainConfig) -> list[dict[str, Any]]:
     if cfg.valid.dir:
         ds = PairedDataset(cfg.valid.dir, max_files=cfg.valid.max_files)
     elif cfg.data.source == "paired":  # the dev rows of the corpus's pairs.csv
-        from .manifests import PairedManifestDataset
+        from .training_data import PairedManifestDataset
 
         ds = PairedManifestDataset(cfg.data.root, "dev", max_files=cfg.valid.max_files)
     else:

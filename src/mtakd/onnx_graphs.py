@@ -1,0 +1,39 @@
+"""The graphs that ``mtakd.export`` hands to the ONNX exporter (torch at import time; the
+export module imports this lazily so that ``mtakd --help`` does not load torch)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F_
+
+from .stft import HOP, N_FFT, STFT, apply_mask
+
+
+class StepGraph(nn.Module):
+    """Per-hop pipeline: ``forward(frame (1, N_FFT), state (L,1,H)) -> (out (1, N_FFT), state)``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.stft = model, STFT()
+
+    def forward(self, frame: torch.Tensor, state: torch.Tensor):
+        spec = self.stft.analyze_frame(frame)  # (1, 2, F)
+        mask, state = self.model.step(spec, state)
+        return self.stft.synthesize_frame(apply_mask(spec, mask)), state
+
+
+class OfflineGraph(nn.Module):
+    """Export-friendly ``MaskEnhancer``: ``forward(wav (B, N)) -> (B, N)``, same numbers."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.stft = model, STFT()
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        n = wav.shape[-1]
+        t = (n + HOP - 1) // HOP + 1  # STFT.num_frames
+        x = F_.pad(wav, (N_FFT - HOP, t * HOP - n))  # (B, (t+1)*HOP)
+        hops = x.reshape(x.shape[0], t + 1, HOP)
+        frames = torch.cat((hops[:, :-1], hops[:, 1:]), dim=-1)  # (B, t, N_FFT)
+        spec = self.stft.analyze_frame(frames).transpose(1, 2)  # (B, 2, t, F)
+        return self.stft.inverse(apply_mask(spec, self.model(spec)), n)
