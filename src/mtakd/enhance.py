@@ -391,10 +391,18 @@ def enhance_files(inputs, out_dir, model=None, overwrite: bool = False, backend:
     pairs, failed = plan_outputs(inputs, root)
     check_output_folder(root)
     summary = EnhanceSummary(failed=list(failed))
-    n = len(pairs)
     for src, msg in failed:
         if progress:
-            progress(0, n, "failed", Path(src), None, msg)
+            progress(0, len(pairs), "failed", Path(src), None, msg)
+    return run_pairs(pairs, engine, summary, overwrite, progress)
+
+
+def run_pairs(pairs: list[tuple[Path, Path]], engine: Engine, summary: EnhanceSummary, overwrite: bool = False,
+              progress: Callable[[int, int, str, Path, Path | None, str], None] | None = None) -> EnhanceSummary:
+    """Enhance planned ``(src, dst)`` pairs into ``summary``: existing outputs are skipped unless
+    ``overwrite``, a bad file is recorded and the loop goes on, a full disk stops it (the rest
+    is listed as not attempted). Shared by ``enhance_files`` and the sharded ``shard.py``."""
+    n = len(pairs)
     for i, (src, dst) in enumerate(pairs, 1):
         if dst.exists() and not overwrite:
             summary.skipped.append((src, dst))

@@ -19,10 +19,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-import warnings
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:  # enhance pulls in torch; the CLI imports this module at start-up
+    from .enhance import EnhanceSummary
 
 # torch and the enhancement engine are imported inside the functions: the CLI imports this
 # module for its arguments, and ``mtakd --help`` should not load torch
@@ -31,11 +32,6 @@ from typing import Callable
 def shard(items: list, rank: int, world: int) -> list:
     """Items ``i`` with ``i % world == rank``: disjoint shards that together cover ``items``."""
     return items[rank::world]
-
-
-def _one_line(src, e: BaseException) -> str:
-    msg = str(e) or type(e).__name__
-    return " ".join((msg if str(src) in msg else f"{src}: {msg}").split())
 
 
 def enhance_sharded(inputs, out_dir, model=None, rank: int | None = None, world: int | None = None,
@@ -49,8 +45,7 @@ def enhance_sharded(inputs, out_dir, model=None, rank: int | None = None, world:
     alike (every rank checks the same things).
     """
     from . import distributed as dist
-    from .audio import AudioError, DiskFullError
-    from .enhance import EnhanceSummary, EnhanceWarning, check_output_folder, enhance_file, get_engine, plan_outputs
+    from .enhance import EnhanceSummary, check_output_folder, get_engine, plan_outputs, run_pairs
 
     rank = dist.rank() if rank is None else rank
     world = dist.world_size() if world is None else world
@@ -63,32 +58,7 @@ def enhance_sharded(inputs, out_dir, model=None, rank: int | None = None, world:
     pairs = sorted(pairs, key=lambda p: str(p[1]))  # one order on every rank, whatever the input order
     mine = shard(pairs, rank, world)
     # planning failures are the same on every rank: report them once
-    local = EnhanceSummary(failed=list(planning_failures) if rank == 0 else [])
-    for i, (src, dst) in enumerate(mine, 1):
-        if dst.exists() and not overwrite:
-            local.skipped.append((src, dst))
-            if progress:
-                progress(i, len(mine), "skipped", src, dst, "output exists")
-            continue
-        t0 = time.perf_counter()
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", EnhanceWarning)
-                enhance_file(src, dst, engine)
-        except (AudioError, ValueError, OSError, RuntimeError) as e:  # one bad file never stops the shard
-            msg = _one_line(src, e)
-            local.failed.append((str(src), msg))
-            if progress:
-                progress(i, len(mine), "failed", src, dst, msg)
-            if isinstance(e, DiskFullError):  # every later file of this shard would fail the same way
-                local.not_attempted = [s for s, _ in mine[i:]]
-                break
-            continue
-        local.warnings += [str(w.message) if str(src) in str(w.message) else f"{src}: {w.message}"
-                           for w in caught if issubclass(w.category, EnhanceWarning)]
-        local.enhanced.append((src, dst))
-        if progress:
-            progress(i, len(mine), "enhanced", src, dst, f"{time.perf_counter() - t0:.2f} s")
+    local = run_pairs(mine, engine, EnhanceSummary(failed=list(planning_failures) if rank == 0 else []), overwrite, progress)
     total = EnhanceSummary()
     for part in dist.all_gather_objects(local):  # every rank learns the whole outcome
         total.enhanced += part.enhanced
