@@ -90,6 +90,7 @@ def main() -> int:
     ap.add_argument("--paired", default="../shared/data/paired/voicebank_demand_train_p287")
     ap.add_argument("--out", default="docs/results.md")
     ap.add_argument("--commands", default="docs/results_commands.md", help="markdown with the commands that made the runs")
+    ap.add_argument("--notes", default="docs/results_notes.md", help="markdown appended after the tables (interpretation)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.time()
@@ -121,6 +122,8 @@ def main() -> int:
     if w:
         out += ["## Learned task weights (mtakd runs; w_i = 0.5 exp(-log sigma_i^2), epoch means)", ""]
         out += [f"- {k}: {v}" for k, v in w.items()] + [""]
+    if Path(args.notes).is_file():
+        out += [Path(args.notes).read_text().strip(), ""]
     Path(args.out).write_text("\n".join(out) + "\n")
     Path(args.out).with_suffix(".json").write_text(json.dumps(
         {k: {n: {"summary": r["summary"], "efficiency": r["efficiency"], "per_snr": {str(s): v for s, v in r["per_snr"].items()}}
