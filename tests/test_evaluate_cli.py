@@ -70,3 +70,24 @@ def test_cli_build_devset_refuses_to_overwrite(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("mtakd: error:") and str(out) in err
     assert len(list((out / "noisy").glob("*.wav"))) == 1
+
+
+def test_narrowband_pairs_are_scored_with_pesq_nb(tmp_path, student_ckpt):
+    """8 kHz originals are scored at 8 kHz (PESQ-NB), not as upsampled wide-band audio."""
+    import numpy as np
+    import soundfile as sf
+
+    from mtakd.metrics import pesq_nb
+    from mtakd.synth import synth_noise, synth_speech
+
+    rng = np.random.default_rng(1)
+    clean = synth_speech(16000, rng, sr=8000).astype(np.float32) * 0.3
+    noisy = clean + 0.05 * synth_noise(16000, rng, "white", sr=8000).astype(np.float32)
+    for sub, x in (("clean", clean), ("noisy", noisy)):
+        (tmp_path / sub).mkdir()
+        sf.write(tmp_path / sub / "a.wav", x, 8000)
+    res = evaluate(None, tmp_path, tmp_path / "r.csv", progress=False)
+    row = list(csv.DictReader(open(tmp_path / "r.csv")))[0]
+    assert row["metric_sr"] == "8000"
+    # the unprocessed input scored after the 8k -> 16k -> 8k round trip ~ scored directly
+    assert res["summary"]["pesq"] == pytest.approx(pesq_nb(clean, noisy, 8000), abs=0.1)

@@ -26,6 +26,8 @@ from torch.utils.data import Dataset
 from .audio import list_audio_files, load_audio, save_audio, write_atomic, write_error
 from .config import DataConfig
 from .corpus import AudioItem, Corpus, DataError  # noqa: F401  (AudioItem re-exported)
+
+__all__ = ["AudioItem", "Corpus", "DataError", "MixingDataset", "PairedDataset", "build_devset", "collate"]
 from .mixing import fit_length, mix_at_snr, reverberate, rms_dbfs, set_level
 from .stft import SAMPLE_RATE
 from .synth import NOISE_KINDS, colored_noise, synth_babble, synth_noise, synth_rir, synth_speech

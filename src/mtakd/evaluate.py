@@ -20,13 +20,16 @@ import io
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 # torch, the data readers and the metrics are imported where used: the CLI imports this
 # module for its arguments, and ``mtakd --help`` should not load torch
 from .stft_np import SAMPLE_RATE
+
+if TYPE_CHECKING:  # torch is imported lazily: `mtakd --help` must stay fast
+    import torch
 
 QUALITY_KEYS = ["pesq", "stoi", "estoi", "si_sdr", "si_sdr_i", "seg_snr", "csig", "cbak", "covl"]
 
@@ -42,6 +45,16 @@ def _snr_of(root: Path) -> dict[str, float]:
         return {}
     with open(man, newline="") as f:
         return {r["name"]: float(r["snr"]) for r in csv.DictReader(f) if r.get("snr") not in (None, "")}
+
+
+def _orig_rate(root: Path, name: str) -> int:
+    """Sample rate of the clean reference file as stored (before loading resamples it)."""
+    from .audio import AudioError, audio_info
+
+    try:
+        return audio_info(root / "clean" / name).orig_sr
+    except AudioError:
+        return SAMPLE_RATE
 
 
 def efficiency(model: torch.nn.Module, seconds: float = 10.0) -> dict[str, float]:
@@ -79,7 +92,7 @@ def evaluate(
     "failed": [(name, one-line message)], "efficiency": {...}}``; writes the per-file rows to
     ``out_csv`` when given.
     """
-    from .audio import AudioError, write_atomic, write_error
+    from .audio import AudioError, resample, write_atomic, write_error
     from .checkpoint import load_model
     from .data import PairedDataset
     from .inference import enhance_waveform
@@ -105,13 +118,20 @@ def evaluate(
             continue
         noisy, clean = item["noisy"], item["clean"]
         est = noisy if model is None else enhance_waveform(model, noisy)
+        sigs = [clean.numpy(), est.numpy(), noisy.numpy()]
+        # narrow-band material (< 16 kHz originals) is scored as such: back to 8 kHz, PESQ-NB;
+        # upsampled 8 kHz audio has no content above 4 kHz for PESQ-WB to judge fairly
+        sr_metric = SAMPLE_RATE if _orig_rate(root, item["name"]) >= SAMPLE_RATE else 8000
+        if sr_metric != SAMPLE_RATE:
+            sigs = [resample(x, SAMPLE_RATE, sr_metric) for x in sigs]
         try:
-            m = evaluate_pair(clean.numpy(), est.numpy(), SAMPLE_RATE, noisy=noisy.numpy())
+            m = evaluate_pair(sigs[0], sigs[1], sr_metric, noisy=sigs[2])
         except (ValueError, IndexError, RuntimeError, FloatingPointError) as e:  # not expected: metrics give NaN
             failed.append((item["name"], f"{root / 'noisy' / item['name']}: could not be scored ({type(e).__name__}: "
                            f"{' '.join(str(e).split())})"))
             continue
-        rows.append({"name": item["name"], "snr": snrs.get(item["name"], float("nan")), **{k: m.get(k, float("nan")) for k in QUALITY_KEYS}})
+        rows.append({"name": item["name"], "snr": snrs.get(item["name"], float("nan")), "metric_sr": sr_metric,
+                     **{k: m.get(k, float("nan")) for k in QUALITY_KEYS}})
     summary = {k: _nanmean([r[k] for r in rows]) for k in QUALITY_KEYS}
     per_snr: dict[float, dict[str, float]] = {}
     for snr in sorted({r["snr"] for r in rows if math.isfinite(r["snr"])}):
@@ -119,7 +139,7 @@ def evaluate(
         per_snr[snr] = {k: _nanmean([r[k] for r in group]) for k in QUALITY_KEYS}
     if out_csv is not None:
         buf = io.StringIO()
-        w = csv.DictWriter(buf, ["name", "snr", *QUALITY_KEYS])
+        w = csv.DictWriter(buf, ["name", "snr", "metric_sr", *QUALITY_KEYS])
         w.writeheader()
         w.writerows(rows)
         try:

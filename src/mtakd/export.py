@@ -32,12 +32,16 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import __version__
 from .atomic import write_bytes_atomic
 from .stft_np import HOP, N_FFT, SAMPLE_RATE
+
+if TYPE_CHECKING:  # torch is imported inside the functions: the CLI must start fast
+    from torch import nn
 
 KINDS = ("step", "offline")
 #: torch is imported only when something is exported (``mtakd --help`` stays light);
