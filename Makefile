@@ -15,7 +15,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# runs/demo holds only what the demo itself made: start it afresh each time
 demo: $(STAMP)
+	rm -rf runs/demo
 	$(PY) -m mtakd demo --out runs/demo
 
 test: $(STAMP)

@@ -61,7 +61,7 @@ def child(src: str, out_dir: str, ckpt: str) -> None:
     torch.set_num_threads(1)
     from mtakd.checkpoint import load_model  # noqa: F401  (imports counted in the start-up RSS)
     from mtakd.cli import main
-    from mtakd.enhance import get_engine
+    from mtakd.enhancement import get_engine
 
     get_engine(ckpt)  # model loaded and cached: the start-up RSS includes it
     startup = _vm("VmRSS")

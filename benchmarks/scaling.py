@@ -16,7 +16,7 @@ Modes:
 * ``stream-torch``: ``mtakd.streaming.StreamingEnhancer`` (PyTorch), one hop at a time.
   The streaming input is generated on the fly by cycling over a 10 s signal and the output is
   only summed, so neither grows with the length: what is measured is the streamer's memory.
-* ``files-student`` / ``files-student-ort``: ``mtakd.enhance.enhance_files`` on a generated
+* ``files-student`` / ``files-student-ort``: ``mtakd.batch.enhance_files`` on a generated
   16-bit WAV of that length (the 10 s signal repeated), PyTorch / onnxruntime backend:
   30 s read blocks, bounded frame batches, block-wise writing.
 * ``files-teacher``: the same for the non-causal teacher (30 s chunks with 1 s crossfade).
@@ -111,7 +111,8 @@ def child(args) -> int:
         import torch
 
         torch.set_num_threads(1)
-        from mtakd.enhance import enhance_files, get_engine
+        from mtakd.batch import enhance_files
+        from mtakd.enhancement import get_engine
 
         if mode == "files-student-ort":
             engine = get_engine(tmp / "student_step.onnx", backend="onnxruntime")
@@ -246,7 +247,7 @@ def main(argv=None) -> int:
     L += bc.machine_lines(info)
     L += ["- Each row: a fresh process at 1 thread; model loaded and warmed up on 1 s, then the peak-RSS counter is "
           "reset and only the processing is timed. Streaming rows feed one 10 ms hop per call, cycling over a 10 s "
-          "generated signal (speech-like in pink noise, 5 dB); file rows run `mtakd.enhance.enhance_files` on a "
+          "generated signal (speech-like in pink noise, 5 dB); file rows run `mtakd.batch.enhance_files` on a "
           "16-bit WAV of that length (the same 10 s repeated) and write the enhanced WAV."]
     L += [f"- {n}" for n in notes]
     L += ["", "Linear time = flat 'RTF' column; flat memory = flat 'peak RSS' column for a mode.", ""]
@@ -270,7 +271,7 @@ def main(argv=None) -> int:
             summary.append(f"- {mode} ({lens}): RTF relative to the shortest {rtfs} (1.00 = linear time); "
                            f"peak RSS {rss} MiB")
     if any(m.startswith("files") for m in args.modes):
-        summary.append("- File modes read and enhance 30 s blocks (`mtakd.enhance.BLOCK_S`; the teacher 30 s chunks), "
+        summary.append("- File modes read and enhance 30 s blocks (`mtakd.enhancement.BLOCK_S`; the teacher 30 s chunks), "
                        "so their memory grows up to 30 s of input and should be flat beyond it (1 min vs 10 min).")
     if summary:
         L += ["", *summary]

@@ -1,4 +1,5 @@
-"""Shared fixtures: seeded RNG, one torch thread (tests share 2 cores), generated audio."""
+"""Shared fixtures: seeded RNG, one torch thread (tests share 2 cores), generated audio, and the
+tiny student and its checkpoint of the reliability tests."""
 from __future__ import annotations
 
 import numpy as np
@@ -26,3 +27,25 @@ def speech_noise(rng):
     s = synth_speech(16000, rng).astype(np.float32)
     n = synth_noise(16000, rng, "white").astype(np.float32)
     return s, n
+
+
+# The tiny student (hidden 8) and its checkpoint of tests/test_reliability_inputs.py and
+# tests/test_reliability_models.py. test_enhance, test_export, test_streaming and
+# test_stream_cli define their own ``student`` (hidden 12), test_enhance and test_checkpoint
+# their own ``ckpt``; a module's own fixture takes precedence over these.
+@pytest.fixture(scope="module")
+def student():
+    from mtakd.models import build_model
+
+    torch.manual_seed(0)
+    return build_model("student", {"hidden": 8, "input_size": 8}).eval()
+
+
+@pytest.fixture
+def ckpt(student, tmp_path):
+    from mtakd.checkpoint import save_checkpoint
+
+    p = tmp_path / "model" / "student.safetensors"
+    p.parent.mkdir()
+    save_checkpoint(p, student)
+    return p

@@ -62,7 +62,7 @@ def test_every_writer_goes_through_it(tmp_path, monkeypatch):
     pytest.importorskip("onnx")
     from mtakd.audio import save_audio
     from mtakd.checkpoint import save_checkpoint
-    from mtakd.enhance import enhance_file
+    from mtakd.enhancement import enhance_file
     from mtakd.export import export_onnx
     from mtakd.models import build_model
 

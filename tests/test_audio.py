@@ -209,3 +209,26 @@ def test_list_audio_files(tmp_path):
         list_audio_files([tmp_path / "missing"])
     with pytest.raises(AudioError, match="not a .wav"):
         list_audio_files([tmp_path / "a" / "readme.txt"])
+
+
+def test_absurd_float_values_are_refused_in_one_line(tmp_path):
+    """A float WAV with values far beyond full scale (a damaged file) is refused by name,
+    not turned into NaN output by overflow inside the model."""
+    import numpy as np
+    import soundfile as sf
+
+    from mtakd.audio import AudioError, iter_blocks, load_audio
+
+    x = np.zeros(1600, dtype=np.float32)
+    x[800] = 3e30
+    p = tmp_path / "damaged.wav"
+    sf.write(p, x, 16000, subtype="FLOAT")
+    for read in (lambda: load_audio(p), lambda: list(iter_blocks(p))):
+        try:
+            read()
+        except AudioError as e:
+            assert "damaged.wav" in str(e) and "0.050 s" in str(e) and "\n" not in str(e)
+        else:
+            raise AssertionError("absurd sample values were accepted")
+    sf.write(p, np.clip(x, -2, 2), 16000, subtype="FLOAT")  # above full scale but plausible: accepted
+    assert load_audio(p)[0].max() == 2.0

@@ -6,11 +6,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from mtakd import enhance as enh
+from mtakd import enhancement as enh
 from mtakd.audio import AudioError, load_audio
+from mtakd.batch import enhance_files
 from mtakd.checkpoint import CheckpointError, save_checkpoint
 from mtakd.cli import main
-from mtakd.enhance import EnhanceWarning, OverlapChunker, enhance, enhance_files
+from mtakd.enhancement import EnhanceWarning, OverlapChunker, enhance
 from mtakd.inference import enhance_waveform
 from mtakd.models import build_model
 

@@ -18,8 +18,8 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mtakd.audio import AudioError, iter_blocks, load_audio
-from mtakd.enhance import enhance, get_engine
+from mtakd.audio import MAX_ABS_SAMPLE, AudioError, iter_blocks, load_audio
+from mtakd.enhancement import enhance, get_engine
 from mtakd.models import build_model
 
 RATES = [8000, 11025, 16000, 22050, 44100, 48000]
@@ -66,10 +66,12 @@ def _check(path: Path, engine) -> None:
     except AudioError as e:
         msg = str(e)
         assert "\n" not in msg and str(path) in msg, msg
-        if stored is not None and stored.shape[0] and np.isfinite(stored).all() and 1000 <= rate <= 768000:
+        plausible = stored is not None and np.isfinite(stored).all() and np.abs(stored).max(initial=0) <= MAX_ABS_SAMPLE
+        if plausible and stored.shape[0] and 1000 <= rate <= 768000:
             pytest.fail(f"a readable, finite file was refused: {msg}")
         return
     assert stored is not None and stored.shape[0] > 0 and np.isfinite(stored).all()
+    assert np.abs(stored).max() <= MAX_ABS_SAMPLE  # damage that large must have been refused
     n = stored.shape[0]
     assert info.orig_sr == rate and info.frames == n
     assert y.shape == (n,) and y.dtype == np.float32 and np.isfinite(y).all()

@@ -36,7 +36,8 @@ def test_frame_halves_equal_whole_signal():
 def test_dft_matrices_are_buffers_not_parameters():
     s = STFT()
     assert list(s.parameters()) == []
-    assert {"fwd_re", "fwd_im", "inv_re", "inv_im"} <= {n for n, _ in s.named_buffers()}
+    assert {"fwd", "inv"} <= {n for n, _ in s.named_buffers()}
+    assert s.fwd.shape == (N_FFT, 2 * N_FREQ) and s.inv.shape == (2 * N_FREQ, N_FFT)
 
 
 def test_shape_errors():

@@ -1,9 +1,12 @@
 """mtakd: small, fast, streaming speech enhancement by multi-task adaptive knowledge distillation.
 
-Public API (imported lazily so that ``import mtakd`` stays cheap):
+Public API (imported lazily so that ``import mtakd`` stays cheap; the module holding
+``enhance`` is ``mtakd.enhancement``, named apart so that importing it never shadows the
+function ``mtakd.enhance``):
 
 - ``mtakd.enhance(x, model=None, sr=None)``: enhance a path, numpy array or tensor
 - ``mtakd.load_model(path)``: rebuild a model from an mtakd checkpoint
+- ``mtakd.enhance_files(inputs, out_dir, model=None)``: files/folders into a folder, past bad files
 - ``mtakd.StreamingEnhancer``: ``feed(samples) -> samples`` / ``flush()`` around ``Student.step``
 """
 from __future__ import annotations
@@ -11,9 +14,10 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
-    "enhance": ("mtakd.enhance", "enhance"),
+    "enhance": ("mtakd.enhancement", "enhance"),
     "load_model": ("mtakd.checkpoint", "load_model"),
     "StreamingEnhancer": ("mtakd.streaming", "StreamingEnhancer"),
+    "enhance_files": ("mtakd.batch", "enhance_files"),
 }
 
 

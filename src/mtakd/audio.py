@@ -148,12 +148,23 @@ def _info_from(f: sf.SoundFile, path: Path) -> AudioInfo:
     )
 
 
+#: float files may exceed full scale (1.0), but not by 60 dB: such values are damage, and
+#: squaring them inside the model overflows float32 into NaN
+MAX_ABS_SAMPLE = 1000.0
+
+
 def _check_finite(x: np.ndarray, path: Path, offset: int, sr: int) -> None:
-    """``x`` ``(frames, channels)`` starting at frame ``offset``: NaN/Inf -> ``AudioError`` with its time."""
+    """``x`` ``(frames, channels)`` starting at frame ``offset``: NaN/Inf or absurd values
+    (``|x| > MAX_ABS_SAMPLE``) -> ``AudioError`` with the time of the first one."""
     bad = ~np.isfinite(x).all(axis=1)
     if bad.any():
         at = (offset + int(np.argmax(bad))) / sr
         raise AudioError(path, f"contains NaN or Inf samples (the first at {at:.3f} s)", "re-export the file")
+    huge = (np.abs(x) > MAX_ABS_SAMPLE).any(axis=1)
+    if huge.any():
+        at = (offset + int(np.argmax(huge))) / sr
+        raise AudioError(path, f"has sample values above {MAX_ABS_SAMPLE:g} (full scale is 1.0; the first at {at:.3f} s)",
+                         "the file is damaged or holds unnormalised float data; normalise or re-export it")
 
 
 def resample(wav: np.ndarray, from_sr: int, to_sr: int) -> np.ndarray:

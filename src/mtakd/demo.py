@@ -80,7 +80,7 @@ def comparison_table(results: dict[str, dict]) -> str:
 
 def _enhance_examples(out: Path, student_ckpt: Path) -> None:
     from .audio import load_audio
-    from .enhance import enhance_files
+    from .batch import enhance_files
     from .metrics import evaluate_pair
 
     noisy = sorted((out / "devset" / "noisy").glob("*.wav"))[0]

@@ -28,7 +28,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         from .shard import cmd_enhance_sharded
 
         return cmd_enhance_sharded(args)
-    from .enhance import enhance_files
+    from .batch import enhance_files
 
     def progress(i, n, status, src, dst, detail):
         where = f"[{i}/{n}]" if i else "[-]"

@@ -2,7 +2,7 @@
 
 ``torchrun --nproc_per_node N -m mtakd enhance-sharded INPUT... -o OUT [--model CKPT]``
 
-Every rank plans the same job (``enhance.plan_outputs``: the same sorted list of
+Every rank plans the same job (``batch.plan_outputs``: the same sorted list of
 (input, output) pairs from the same inputs) and takes the pairs ``i`` with ``i % N == rank``,
 so each output has exactly one writer and no coordination is needed while working. Outputs
 are written to a hidden temporary file and renamed (``enhance.enhance_file``), so a killed
@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-if TYPE_CHECKING:  # enhance pulls in torch; the CLI imports this module at start-up
-    from .enhance import EnhanceSummary
+if TYPE_CHECKING:  # batch/enhance pull in torch; the CLI imports this module at start-up
+    from .batch import EnhanceSummary
 
 # torch and the enhancement engine are imported inside the functions: the CLI imports this
 # module for its arguments, and ``mtakd --help`` should not load torch
@@ -45,7 +45,8 @@ def enhance_sharded(inputs, out_dir, model=None, rank: int | None = None, world:
     alike (every rank checks the same things).
     """
     from . import distributed as dist
-    from .enhance import EnhanceSummary, check_output_folder, get_engine, plan_outputs, run_pairs
+    from .batch import EnhanceSummary, check_output_folder, plan_outputs, run_pairs
+    from .enhancement import get_engine
 
     rank = dist.rank() if rank is None else rank
     world = dist.world_size() if world is None else world

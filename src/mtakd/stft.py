@@ -19,23 +19,16 @@ Spectra are real tensors shaped ``(B, 2, T, F)``: channel 0 real, channel 1 imag
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.nn import functional as F_
 
-SAMPLE_RATE = 16000
-N_FFT = 320
-HOP = 160
-N_FREQ = N_FFT // 2 + 1
+from .stft_np import HOP, N_FFT, N_FREQ, SAMPLE_RATE, dft_matrices  # noqa: F401  (re-exported)
+
+
 #: latency of a causal model on this STFT, in samples and milliseconds (see module docstring)
 ALGORITHMIC_LATENCY_SAMPLES = N_FFT
 ALGORITHMIC_LATENCY_MS = 1000.0 * N_FFT / SAMPLE_RATE
-
-
-def _sqrt_hann(n: int) -> torch.Tensor:
-    return torch.sqrt(torch.hann_window(n, periodic=True, dtype=torch.float64)).float()
 
 
 class STFT(nn.Module):
@@ -53,30 +46,18 @@ class STFT(nn.Module):
         if n_fft != 2 * hop:
             raise ValueError(f"STFT needs n_fft == 2*hop for sqrt-Hann perfect reconstruction, got {n_fft=} {hop=}")
         self.n_fft, self.hop, self.n_freq = n_fft, hop, n_fft // 2 + 1
-        win = _sqrt_hann(n_fft)
-        n = torch.arange(n_fft, dtype=torch.float64)
-        k = torch.arange(self.n_freq, dtype=torch.float64)
-        ang = 2 * math.pi * n[:, None] * k[None, :] / n_fft  # (N_FFT, F)
-        # analysis: window folded into the DFT matrix -> one matmul per frame
-        self.register_buffer("fwd_re", (win[:, None].double() * torch.cos(ang)).float(), persistent=False)
-        self.register_buffer("fwd_im", (-win[:, None].double() * torch.sin(ang)).float(), persistent=False)
-        # synthesis: inverse real DFT (Hermitian weights 1,2,...,2,1) times the synthesis window
-        scale = torch.full((self.n_freq,), 2.0, dtype=torch.float64)
-        scale[0] = 1.0
-        scale[-1] = 1.0
-        inv_re = scale[:, None] * torch.cos(ang.T) / n_fft * win[None, :].double()
-        inv_im = -scale[:, None] * torch.sin(ang.T) / n_fft * win[None, :].double()
-        self.register_buffer("inv_re", inv_re.float(), persistent=False)
-        self.register_buffer("inv_im", inv_im.float(), persistent=False)
+        fwd, inv = dft_matrices(n_fft)  # the constants live in stft_np (torch-free runtime too)
+        self.register_buffer("fwd", torch.from_numpy(fwd), persistent=False)  # (N_FFT, 2F)
+        self.register_buffer("inv", torch.from_numpy(inv), persistent=False)  # (2F, N_FFT)
 
     # ---- per-frame halves (streaming) -------------------------------------------------
     def analyze_frame(self, frame: torch.Tensor) -> torch.Tensor:
         """``frame (..., N_FFT)`` of raw samples -> spectrum ``(..., 2, F)``."""
-        return torch.stack((frame @ self.fwd_re, frame @ self.fwd_im), dim=-2)
+        return (frame @ self.fwd).unflatten(-1, (2, self.n_freq))
 
     def synthesize_frame(self, spec: torch.Tensor) -> torch.Tensor:
         """Spectrum ``(..., 2, F)`` -> windowed time frame ``(..., N_FFT)`` to overlap-add."""
-        return spec[..., 0, :] @ self.inv_re + spec[..., 1, :] @ self.inv_im
+        return spec.flatten(-2) @ self.inv
 
     # ---- whole signals ---------------------------------------------------------------
     def num_frames(self, length: int) -> int:
@@ -99,12 +80,11 @@ class STFT(nn.Module):
         """``spec (B, 2, T, F)`` -> ``wav (B, length)`` by windowed overlap-add."""
         if spec.dim() != 4 or spec.shape[1] != 2 or spec.shape[-1] != self.n_freq:
             raise ValueError(f"iSTFT expects (batch, 2, frames, {self.n_freq}), got shape {tuple(spec.shape)}")
-        b, _, t, _ = spec.shape
         frames = self.synthesize_frame(spec.transpose(1, 2))  # (B, T, N_FFT)
         # overlap-add with hop = N_FFT/2: each frame's two halves land on consecutive hops
         first, second = frames[..., : self.hop], frames[..., self.hop :]
         out = F_.pad(first, (0, 0, 0, 1)) + F_.pad(second, (0, 0, 1, 0))  # (B, T+1, HOP)
-        out = out.reshape(b, (t + 1) * self.hop)
+        out = out.flatten(1)  # (B, (T+1)*HOP); flatten keeps T symbolic in ONNX exports
         start = self.n_fft - self.hop
         return out[:, start : start + length]
 

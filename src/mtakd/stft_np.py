@@ -1,12 +1,12 @@
 """Torch-free half of the STFT: constants, the per-frame DFT in numpy, and streaming framing.
 
 This module imports numpy only, so the onnxruntime runtime (``mtakd.ort_runtime``) runs
-without PyTorch. It mirrors ``mtakd.stft`` exactly (tested to 1e-6):
+without PyTorch. It is the source of the DSP constants that ``mtakd.stft`` wraps (tested to 1e-6):
 
 * ``SAMPLE_RATE``, ``N_FFT``, ``HOP``, ``N_FREQ``: the same constants;
+* ``dft_matrices()``: THE DFT matrices (``mtakd.stft`` takes its buffers from here);
 * ``analyze_frame(frame (..., N_FFT)) -> (..., 2, F)`` and
-  ``synthesize_frame((..., 2, F)) -> (..., N_FFT)``: the same DFT matrices, built the same
-  way (float64, window rounded to float32 first, then cast to float32). The exported ONNX
+  ``synthesize_frame((..., 2, F)) -> (..., N_FFT)`` in numpy. The exported ONNX
   step graph already contains this DFT, so the runtime does not need it; it is here as the
   numpy reference of what that graph computes, and for code that runs a mask-only model;
 * ``HopFramer``: the causal framing and overlap-add that turns "one 320-sample frame in,
@@ -26,33 +26,39 @@ HOP = 160
 N_FREQ = N_FFT // 2 + 1
 
 
-def _matrices() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    # same recipe as stft.STFT.__init__: window in float64, rounded to float32, then used in
-    # float64 products; matrices cast to float32 at the end
-    n = np.arange(N_FFT, dtype=np.float64)
-    win = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * n / N_FFT)).astype(np.float32).astype(np.float64)
-    k = np.arange(N_FREQ, dtype=np.float64)
-    ang = 2 * np.pi * n[:, None] * k[None, :] / N_FFT  # (N_FFT, F)
-    fwd_re = (win[:, None] * np.cos(ang)).astype(np.float32)
-    fwd_im = (-win[:, None] * np.sin(ang)).astype(np.float32)
-    scale = np.full(N_FREQ, 2.0)
+def dft_matrices(n_fft: int = N_FFT) -> tuple[np.ndarray, np.ndarray]:
+    """The analysis and synthesis matrices of the one STFT, float32:
+
+    ``fwd (n_fft, 2F)``: sqrt-Hann window folded into the DFT, columns ``[real | imag]``;
+    ``inv (2F, n_fft)``: inverse real DFT (Hermitian weights 1, 2, ..., 2, 1) times the
+    synthesis window. One matmul each per frame: real and imaginary halves are fused so the
+    per-frame graph (torch, ONNX) has as few nodes as possible. ``mtakd.stft`` builds its
+    buffers from this function, so the constants exist once.
+    """
+    n_freq = n_fft // 2 + 1
+    n = np.arange(n_fft, dtype=np.float64)
+    # periodic sqrt-Hann, rounded to float32 first (as torch.hann_window would give it)
+    win = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * n / n_fft)).astype(np.float32).astype(np.float64)
+    k = np.arange(n_freq, dtype=np.float64)
+    ang = 2 * np.pi * n[:, None] * k[None, :] / n_fft  # (n_fft, F)
+    fwd = np.concatenate((win[:, None] * np.cos(ang), -win[:, None] * np.sin(ang)), axis=1)
+    scale = np.full(n_freq, 2.0)
     scale[0] = scale[-1] = 1.0
-    inv_re = (scale[:, None] * np.cos(ang.T) / N_FFT * win[None, :]).astype(np.float32)
-    inv_im = (-scale[:, None] * np.sin(ang.T) / N_FFT * win[None, :]).astype(np.float32)
-    return fwd_re, fwd_im, inv_re, inv_im
+    inv = np.concatenate((scale[:, None] * np.cos(ang.T), -scale[:, None] * np.sin(ang.T)), axis=0) / n_fft * win[None, :]
+    return fwd.astype(np.float32), inv.astype(np.float32)
 
 
-FWD_RE, FWD_IM, INV_RE, INV_IM = _matrices()
+FWD, INV = dft_matrices()
 
 
 def analyze_frame(frame: np.ndarray) -> np.ndarray:
     """``frame (..., N_FFT)`` of raw samples -> spectrum ``(..., 2, F)`` (float32)."""
-    return np.stack((frame @ FWD_RE, frame @ FWD_IM), axis=-2)
+    return (frame @ FWD).reshape(frame.shape[:-1] + (2, N_FREQ))
 
 
 def synthesize_frame(spec: np.ndarray) -> np.ndarray:
     """Spectrum ``(..., 2, F)`` -> windowed time frame ``(..., N_FFT)`` to overlap-add."""
-    return spec[..., 0, :] @ INV_RE + spec[..., 1, :] @ INV_IM
+    return spec.reshape(spec.shape[:-2] + (2 * N_FREQ,)) @ INV
 
 
 class FrameProcessor(Protocol):

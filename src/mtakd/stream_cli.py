@@ -148,7 +148,7 @@ def make_streamer(model, backend: str):
             first = (str(e).strip().splitlines() or [type(e).__name__])[-1]
             raise ConfigError(f"{model}: not a loadable ONNX model ({' '.join(first.split())}); "
                               "export one with 'mtakd export'") from None
-    from .enhance import get_engine
+    from .enhancement import get_engine
 
     engine = get_engine(model, backend)
     if not engine.causal:
