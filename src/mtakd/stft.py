@@ -90,13 +90,18 @@ class STFT(nn.Module):
 
 
 def apply_mask(spec: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Complex multiplication of ``spec`` and ``mask``, both ``(..., 2, T, F)`` or ``(..., 2, F)``."""
+    """Complex multiplication of ``spec`` and ``mask``, both ``(..., 2, T, F)`` or ``(..., 2, F)``.
+
+    Written with ``narrow``/``cat`` rather than ``unbind``/``stack``: the same arithmetic, but
+    fewer Split/Squeeze/Unsqueeze nodes in the per-hop ONNX graph, where node count, not
+    arithmetic, sets the cost.
+    """
     if spec.shape != mask.shape:
         raise ValueError(f"mask shape {tuple(mask.shape)} does not match spectrum shape {tuple(spec.shape)}")
-    sr, si = spec.unbind(-3) if spec.dim() >= 4 else spec.unbind(-2)
-    mr, mi = mask.unbind(-3) if mask.dim() >= 4 else mask.unbind(-2)
     dim = -3 if spec.dim() >= 4 else -2
-    return torch.stack((sr * mr - si * mi, sr * mi + si * mr), dim=dim)
+    sr, si = spec.narrow(dim, 0, 1), spec.narrow(dim, 1, 1)
+    mr, mi = mask.narrow(dim, 0, 1), mask.narrow(dim, 1, 1)
+    return torch.cat((sr * mr - si * mi, sr * mi + si * mr), dim=dim)
 
 
 def magnitude(spec: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
