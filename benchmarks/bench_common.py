@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from mtakd.atomic import write_bytes_atomic
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -234,9 +236,18 @@ def update_section(path: str | os.PathLike, name: str, lines: list[str]) -> None
     else:
         text = text.rstrip("\n") + "\n\n" + body + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, text.encode())
+
+
+def publish(args, section: str, lines: list[str], result: dict) -> None:
+    """End of every benchmark script: JSON to ``args.json``, the markdown ``lines`` into the
+    ``section`` of ``args.out`` (each only when asked for)."""
+    if args.json:
+        write_json(args.json, result)
+        print(f"\nwrote {args.json}", file=sys.stderr)
+    if args.out:
+        update_section(args.out, section, lines)
+        print(f"updated the '{section}' section of {args.out}", file=sys.stderr)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

@@ -284,12 +284,7 @@ def main(argv=None) -> int:
     print("\n".join(L))
     out = {"machine": info, "audio": audio, "notes": notes, "timing": timing, "quality": quality,
            "onnx": {"gtcrn": str(gtcrn_path), "dtln": [str(p) for p in dtln_paths]}}
-    if args.json:
-        bc.write_json(args.json, out)
-        print(f"\nwrote {args.json}", file=sys.stderr)
-    if args.out:
-        bc.update_section(args.out, "peers", L)
-        print(f"updated the 'peers' section of {args.out}", file=sys.stderr)
+    bc.publish(args, "peers", L, out)
     return 0
 
 

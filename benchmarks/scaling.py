@@ -277,12 +277,7 @@ def main(argv=None) -> int:
         L += ["", *summary]
     print("\n".join(L))
     out = {"machine": info, "notes": notes, "results": results}
-    if args.json:
-        bc.write_json(args.json, out)
-        print(f"\nwrote {args.json}", file=sys.stderr)
-    if args.out:
-        bc.update_section(args.out, "scaling", L)
-        print(f"updated the 'scaling' section of {args.out}", file=sys.stderr)
+    bc.publish(args, "scaling", L, out)
     return 0
 
 

@@ -272,12 +272,7 @@ def main(argv=None) -> int:
            "algorithmic_latency_ms": ALGORITHMIC_LATENCY_MS, "hop_ms": hop_ms, "results": results,
            "efficiency": eff, "teacher_over_student_rtf": ratios,
            "targets": [{"target": w, "met": bool(ok), "value": v} for w, ok, v in targets]}
-    if args.json:
-        bc.write_json(args.json, out)
-        print(f"\nwrote {args.json}", file=sys.stderr)
-    if args.out:
-        bc.update_section(args.out, "speed", L)
-        print(f"updated the 'speed' section of {args.out}", file=sys.stderr)
+    bc.publish(args, "speed", L, out)
     return 0
 
 

@@ -11,7 +11,6 @@ then come from each rank's half batch.)
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -29,6 +28,7 @@ from mtakd.config import ConfigError, TrainConfig, load_config
 from mtakd.models import build_model
 from mtakd.synth import synth_noise, synth_speech
 from mtakd.train import EpochSampler, Trainer
+from helpers import read_csv_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 # 6 steps per epoch of a global batch of 8; checkpoint at step 4 (mid-epoch), crash at step 5
@@ -40,10 +40,6 @@ TINY = ["data.source=synthetic", "data.segment_s=1.0", "data.items_per_epoch=48"
 RTOL = 1e-4
 N_GOOD_FILES = 5
 
-
-def _rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +73,13 @@ def test_two_process_training_matches_one_process(dist_run):
     assert res["world"] == 2 and res["cli_rc"] == 0
     assert {"best.safetensors", "last.safetensors", "train_state.safetensors", "steps.csv", "epochs.csv"} <= {
         p.name for p in (work / "full").iterdir()}
-    two, one = _rows(work / "full" / "steps.csv"), _rows(work / "ref" / "steps.csv")
+    two, one = read_csv_rows(work / "full" / "steps.csv"), read_csv_rows(work / "ref" / "steps.csv")
     assert [r["step"] for r in two] == [r["step"] for r in one] == [str(i) for i in range(1, 13)]  # logged once, by rank 0
     for a, b in zip(two, one):
         for key in ("loss", "sup", "kd", "logvar_sup", "logvar_kd", "lr"):
             x, y = float(a[key]), float(b[key])
             assert abs(x - y) <= RTOL * max(abs(y), 1e-3), (a["step"], key, x, y)
-    assert len(_rows(work / "full" / "epochs.csv")) == 2
+    assert len(read_csv_rows(work / "full" / "epochs.csv")) == 2
     w2, w1 = load_checkpoint(work / "full" / "last.safetensors"), load_checkpoint(work / "ref" / "last.safetensors")
     for p, q in zip(w2[0].parameters(), w1[0].parameters()):
         assert torch.allclose(p, q, atol=1e-4)  # measured: 1.2e-6 after 12 steps
@@ -152,7 +148,7 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path):
     b = Trainer(_cfg(tmp_path, "b", ["optim.grad_accum=2"]), progress=False)
     assert b.micro_batch == 4
     a.fit(), b.fit()
-    for x, y in zip(_rows(tmp_path / "a" / "steps.csv"), _rows(tmp_path / "b" / "steps.csv")):
+    for x, y in zip(read_csv_rows(tmp_path / "a" / "steps.csv"), read_csv_rows(tmp_path / "b" / "steps.csv")):
         assert abs(float(x["loss"]) - float(y["loss"])) <= RTOL * abs(float(x["loss"]))
     for p, q in zip(a.model.parameters(), b.model.parameters()):
         assert torch.allclose(p, q, atol=1e-5)
@@ -163,7 +159,7 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
     tr = Trainer(cfg, progress=False)
     before = [p.clone() for p in tr.model.parameters()]
     tr.fit()
-    rows = _rows(tmp_path / "bf16" / "steps.csv")
+    rows = read_csv_rows(tmp_path / "bf16" / "steps.csv")
     assert len(rows) == 2 and all(np.isfinite(float(r["loss"])) for r in rows)
     assert all(p.dtype == torch.float32 for p in tr.model.parameters())  # weights stay float32
     assert any(not torch.equal(p, q) for p, q in zip(before, tr.model.parameters()))
@@ -182,8 +178,8 @@ def test_resume_after_a_finished_epoch_keeps_its_log_row(tmp_path):
     Trainer(_cfg(tmp_path, "r", ["data.items_per_epoch=16"]), progress=False).fit()
     tr = Trainer(_cfg(tmp_path, "r", ["data.items_per_epoch=16", "optim.epochs=2"]), resume=True, progress=False)
     tr.fit()
-    assert [r["epoch"] for r in _rows(tmp_path / "r" / "epochs.csv")] == ["1", "2"]
-    assert [r["step"] for r in _rows(tmp_path / "r" / "steps.csv")] == ["1", "2", "3", "4"]
+    assert [r["epoch"] for r in read_csv_rows(tmp_path / "r" / "epochs.csv")] == ["1", "2"]
+    assert [r["step"] for r in read_csv_rows(tmp_path / "r" / "steps.csv")] == ["1", "2", "3", "4"]
 
 
 def test_shards_are_disjoint_and_a_rerun_skips(tmp_path, rng):

@@ -1,7 +1,6 @@
 """Manifest-driven corpora: DNS-style clean/noise folders and VoiceBank-DEMAND paired folders."""
 from __future__ import annotations
 
-import csv
 import os
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from mtakd.manifests import PairedManifestDataset, make_dns_manifest, make_paire
 from mtakd.synth import synth_noise, synth_speech
 from mtakd.train import Trainer
 from mtakd.validate import validation_items
+from helpers import read_csv_rows
 
 
 def _wav(path: Path, n: int, rng, kind="speech"):
@@ -25,10 +25,6 @@ def _wav(path: Path, n: int, rng, kind="speech"):
     x = synth_speech(n, rng) if kind == "speech" else synth_noise(n, rng, "white")
     save_audio(path, x.astype(np.float32), 16000)
 
-
-def _rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _forbid_walks(m):
@@ -53,7 +49,7 @@ def test_dns_layout_manifest_feeds_the_mixing_dataset(tmp_path, rng, monkeypatch
     out = tmp_path / "manifests"
     counts = make_dns_manifest(str(tmp_path / "dns" / "clean"), str(tmp_path / "dns" / "noise"), out, dev_fraction=0.5)
     assert counts == {"speech": 8, "noise": 4}
-    speech = _rows(out / "speech.csv")
+    speech = read_csv_rows(out / "speech.csv")
     assert {r["speaker"] for r in speech} == {"00012", "00034", "00056", "00078"}
     by_speaker = {}
     for r in speech:  # a speaker is never split across train and dev
@@ -77,7 +73,7 @@ def test_split_folders_and_speaker_folders_are_recognised(tmp_path, rng):
     _wav(tmp_path / "speech" / "dev" / "spk2" / "b.wav", 4000, rng)
     _wav(tmp_path / "noise" / "n.wav", 4000, rng, "noise")
     make_dns_manifest(str(tmp_path / "speech"), str(tmp_path / "noise"), tmp_path / "m", dev_fraction=0.0)
-    rows = {Path(r["path"]).name: r for r in _rows(tmp_path / "m" / "speech.csv")}
+    rows = {Path(r["path"]).name: r for r in read_csv_rows(tmp_path / "m" / "speech.csv")}
     assert (rows["a.wav"]["split"], rows["a.wav"]["speaker"]) == ("train", "spk1")
     assert (rows["b.wav"]["split"], rows["b.wav"]["speaker"]) == ("dev", "spk2")
 
@@ -102,7 +98,7 @@ def test_paired_manifest_and_reader(tmp_path, voicebank):
     code = cli_main(["make-manifest", "paired", "--noisy", str(voicebank / "noisy_trainset_wav"),
                      "--clean", str(voicebank / "clean_trainset_wav"), "-o", str(out), "--dev-fraction", "0.5"])
     assert code == 0
-    rows = _rows(out / "pairs.csv")
+    rows = read_csv_rows(out / "pairs.csv")
     assert len(rows) == 6 and {r["speaker"] for r in rows} == {"p226", "p257"}
     assert "p999_000.wav" in (out / "manifest_errors.txt").read_text()
     assert {r["speaker"]: r["split"] for r in rows} == {"p226": "train", "p257": "dev"}

@@ -8,7 +8,6 @@ scheduler state, step count, logged losses per step).
 """
 from __future__ import annotations
 
-import csv
 import errno
 import math
 import os
@@ -28,6 +27,7 @@ from mtakd.cli import main
 from mtakd.config import TrainConfig, load_config
 from mtakd.models import build_model
 from mtakd.train import Trainer, TrainingError
+from helpers import read_csv_rows
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TINY = ["data.source=synthetic", "data.segment_s=0.5", "data.items_per_epoch=48", "optim.batch_size=8",
@@ -35,10 +35,6 @@ TINY = ["data.source=synthetic", "data.segment_s=0.5", "data.items_per_epoch=48"
         "model.name=student", "model.args={input_size: 8, hidden: 8, layers: 1}", "threads=1",
         "valid.synthetic_items=1"]
 
-
-def _rows(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _cfg(run_dir: Path, extra=()) -> TrainConfig:
@@ -65,7 +61,7 @@ def _assert_run_folder_loadable(run: Path) -> None:
             model, meta, _ = load_checkpoint(p)
             assert all(torch.isfinite(t).all() for t in model.state_dict().values())
         elif p.suffix == ".csv":
-            assert all(r["step"].isdigit() for r in _rows(p))
+            assert all(r["step"].isdigit() for r in read_csv_rows(p))
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, teacher_file, capsys):
@@ -124,11 +120,11 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, teacher_file
         for name in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.allclose(s_got["opt"]["state"][k][name].float(), st[name].float(), rtol=1e-5, atol=1e-7), (k, name)
     # the same data order: every step logged exactly once, with the reference's losses
-    got_rows, want_rows = _rows(run / "steps.csv"), _rows(tmp_path / "ref" / "steps.csv")
+    got_rows, want_rows = read_csv_rows(run / "steps.csv"), read_csv_rows(tmp_path / "ref" / "steps.csv")
     assert [int(r["step"]) for r in got_rows] == list(range(1, total + 1)) == [int(r["step"]) for r in want_rows]
     for g, w in zip(got_rows, want_rows):
         assert math.isclose(float(g["loss"]), float(w["loss"]), rel_tol=1e-4), (g, w)
-    assert [r["epoch"] for r in _rows(run / "epochs.csv")] == ["1", "2"]
+    assert [r["epoch"] for r in read_csv_rows(run / "epochs.csv")] == ["1", "2"]
 
 
 # ----------------------------------------------------------------------------- non-finite losses
@@ -317,11 +313,11 @@ def test_resume_drops_rows_cut_short_by_a_kill(tmp_path):
     # ("1" of "12", no newline): kept, it would be step 1 a second time
     p.write_text("".join(lines[:5]) + "4,1\n" + "".join(lines[5:]) + "1")
     CsvLog(p).truncate_after("step", 11)
-    assert [r["step"] for r in _rows(p)] == [str(i) for i in range(1, 12)]
+    assert [r["step"] for r in read_csv_rows(p)] == [str(i) for i in range(1, 12)]
     assert p.read_text().endswith("\n")
     p.write_text(text + "12,1,0.0416")  # a last row complete but for its end (its number is cut short)
     CsvLog(p).truncate_after("step", 20)
-    assert [r["step"] for r in _rows(p)] == [str(i) for i in range(1, 12)]
+    assert [r["step"] for r in read_csv_rows(p)] == [str(i) for i in range(1, 12)]
 
 
 def test_log_rewrites_go_through_a_temporary_file(tmp_path, monkeypatch):
@@ -344,7 +340,7 @@ def test_log_rewrites_go_through_a_temporary_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     log = CsvLog(p)
     log.write({"step": 7, "epoch": 1, "loss": 0.1, "new_column": 1.0})  # the header grows: old rows kept
-    rows = _rows(p)
+    rows = read_csv_rows(p)
     assert [r["step"] for r in rows] == [str(i) for i in range(1, 8)] and rows[0]["new_column"] == "" and rows[-1]["new_column"] == "1"
 
 
@@ -401,7 +397,7 @@ def test_resume_after_skipped_batches_continues_where_the_data_stopped(tmp_path,
     resumed.fit()
     assert seen == order[32:]  # no item replayed (the step count would have said 16)
     assert resumed.step == ref.step
-    got, want = _rows(tmp_path / "run" / "steps.csv"), _rows(tmp_path / "ref" / "steps.csv")
+    got, want = read_csv_rows(tmp_path / "run" / "steps.csv"), read_csv_rows(tmp_path / "ref" / "steps.csv")
     assert [r["step"] for r in got] == [r["step"] for r in want] == ["1", "2", "3", "4"]
     assert all(math.isclose(float(g["loss"]), float(w["loss"]), rel_tol=1e-4) for g, w in zip(got, want))
 

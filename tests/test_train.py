@@ -1,5 +1,4 @@
 """End to end at tiny scale on generated audio: teacher and student losses fall, runs resume."""
-import csv
 
 import pytest
 import torch
@@ -8,6 +7,7 @@ from mtakd.checkpoint import load_checkpoint
 from mtakd.config import ConfigError, TrainConfig, load_config
 from mtakd.data import MixingDataset, collate
 from mtakd.train import Trainer, train
+from helpers import read_csv_rows
 
 TINY = ["data.source=synthetic", "data.segment_s=1.0", "data.items_per_epoch=48", "optim.batch_size=8",
         "optim.lr=0.005", "optim.warmup_steps=2", "optim.checkpoint_every=0", "optim.log_every=1",
@@ -31,10 +31,6 @@ def _held_out_loss(trainer, batch, key):
         return float(trainer.compute(batch["noisy"], batch["clean"])[key])
 
 
-def _rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
 
 @pytest.fixture(scope="module")
 def teacher_ckpt(tmp_path_factory):
@@ -53,7 +49,7 @@ def test_teacher_loss_falls_and_run_folder_is_complete(teacher_ckpt):
     run = teacher_ckpt.parent
     assert {"config.yaml", "best.safetensors", "last.safetensors", "train_state.safetensors", "epochs.csv", "steps.csv"} <= {
         p.name for p in run.iterdir()}
-    epochs = _rows(run / "epochs.csv")
+    epochs = read_csv_rows(run / "epochs.csv")
     assert len(epochs) == 3
     assert float(epochs[-1]["train_loss"]) < float(epochs[0]["train_loss"])
     model, meta, _ = load_checkpoint(teacher_ckpt)
@@ -73,7 +69,7 @@ def test_student_distillation_loss_falls(tmp_path, teacher_ckpt, kd, extra):
     after = {k: _held_out_loss(tr, batch, k) for k in ("sup", "kd")}
     assert after["sup"] < before["sup"] and after["kd"] < before["kd"], (before, after)
     assert all(torch.equal(a, b) for a, b in zip(teacher_before, tr.teacher.parameters()))
-    epochs = _rows(tr.run_dir / "epochs.csv")
+    epochs = read_csv_rows(tr.run_dir / "epochs.csv")
     if kd == "mtakd":
         # the learned task weights are logged every epoch and saved in the checkpoint
         assert "train_w_kd" in epochs[0] and "train_logvar_sup" in epochs[-1]
@@ -113,7 +109,7 @@ def test_resume_after_crash_continues_exactly(tmp_path, teacher_ckpt, monkeypatc
     for a, b in zip(full.model.parameters(), resumed.model.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
     assert torch.allclose(full.objective.uncertainty.log_vars, resumed.objective.uncertainty.log_vars, atol=1e-6)
-    assert [r["step"] for r in _rows(tmp_path / "part" / "steps.csv")] == [r["step"] for r in _rows(tmp_path / "full" / "steps.csv")]
+    assert [r["step"] for r in read_csv_rows(tmp_path / "part" / "steps.csv")] == [r["step"] for r in read_csv_rows(tmp_path / "full" / "steps.csv")]
 
 
 def test_run_folder_is_never_overwritten(tmp_path, teacher_ckpt):

@@ -47,8 +47,8 @@ class STFT(nn.Module):
             raise ValueError(f"STFT needs n_fft == 2*hop for sqrt-Hann perfect reconstruction, got {n_fft=} {hop=}")
         self.n_fft, self.hop, self.n_freq = n_fft, hop, n_fft // 2 + 1
         fwd, inv = dft_matrices(n_fft)  # the constants live in stft_np (torch-free runtime too)
-        self.register_buffer("fwd", torch.from_numpy(fwd), persistent=False)  # (N_FFT, 2F)
-        self.register_buffer("inv", torch.from_numpy(inv), persistent=False)  # (2F, N_FFT)
+        self.register_buffer("fwd", torch.tensor(fwd), persistent=False)  # (N_FFT, 2F), a copy
+        self.register_buffer("inv", torch.tensor(inv), persistent=False)  # (2F, N_FFT)
 
     # ---- per-frame halves (streaming) -------------------------------------------------
     def analyze_frame(self, frame: torch.Tensor) -> torch.Tensor:

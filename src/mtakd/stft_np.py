@@ -15,6 +15,7 @@ without PyTorch. It is the source of the DSP constants that ``mtakd.stft`` wraps
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Protocol
 
@@ -26,6 +27,7 @@ HOP = 160
 N_FREQ = N_FFT // 2 + 1
 
 
+@functools.lru_cache(maxsize=4)  # STFT() is built per enhance call; the trig is not free
 def dft_matrices(n_fft: int = N_FFT) -> tuple[np.ndarray, np.ndarray]:
     """The analysis and synthesis matrices of the one STFT, float32:
 
@@ -45,7 +47,9 @@ def dft_matrices(n_fft: int = N_FFT) -> tuple[np.ndarray, np.ndarray]:
     scale = np.full(n_freq, 2.0)
     scale[0] = scale[-1] = 1.0
     inv = np.concatenate((scale[:, None] * np.cos(ang.T), -scale[:, None] * np.sin(ang.T)), axis=0) / n_fft * win[None, :]
-    return fwd.astype(np.float32), inv.astype(np.float32)
+    fwd, inv = fwd.astype(np.float32), inv.astype(np.float32)
+    fwd.flags.writeable = inv.flags.writeable = False  # cached and shared: nobody may edit them
+    return fwd, inv
 
 
 FWD, INV = dft_matrices()
