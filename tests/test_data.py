@@ -362,3 +362,17 @@ def test_build_devset_synthetic(tmp_path):
     build_devset(cfg, out, snrs=(-5, 5), per_snr=2, segment_s=0.5, overwrite=True)
     assert np.array_equal(load_audio(out / "noisy" / "snr-05_0001.wav")[0], first)
     assert sorted(p.name for p in (out / "noisy").iterdir()) == names
+
+
+def test_preloaded_training_set_gives_the_same_items(fake_corpus):
+    """data.preload decodes the split up front: same items as the lazy cache, no decoding later."""
+    from mtakd.training_data import training_set
+
+    cfg = DataConfig(source="corpus", root=str(fake_corpus), segment_s=1.0, p_babble=0.5, p_colored=0.2,
+                     p_reverb=0.5, items_per_epoch=6)
+    lazy = training_set(cfg, "train", seed=5)
+    pre = training_set(dataclasses.replace(cfg, preload=True, cache_mb=0.0), "train", seed=5)
+    assert pre.corpus.cache_bytes_max == float("inf")
+    for i in range(6):
+        a, b = lazy[i], pre[i]
+        assert torch.equal(a["noisy"], b["noisy"]) and torch.equal(a["clean"], b["clean"])

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -141,3 +143,25 @@ def test_feature_kd_and_sisdr():
     y = x + 0.3 * torch.randn(2, 1000)
     assert si_sdr_loss(3 * y, x).item() == pytest.approx(si_sdr_loss(y, x).item(), abs=1e-3)  # scale-invariant
     assert -12 < si_sdr_loss(y, x).item() < -8  # ~10.5 dB SNR
+
+
+@pytest.mark.parametrize("kd", ["none", "fixed", "mtakd"])
+def test_sisdr_takes_the_supervised_task_weight(kd):
+    """The SI-SDR term is part of the supervised task: its share of the total equals the
+    supervised weight (1, 1 - alpha, w_sup) and it never pulls on the learned log-variances."""
+    torch.manual_seed(0)
+    est, clean, noisy, teacher = _spec(), _spec(), _spec(), _spec()
+    ew, cw = torch.randn(2, 800), torch.randn(2, 800)
+    base = LossConfig(kd=kd, alpha=0.3, init_log_var=-1.0)
+    with_sisdr = LossConfig(kd=kd, alpha=0.3, init_log_var=-1.0, sisdr_weight=2.0)
+    a = MultiTaskLoss(base)(est, clean, noisy, teacher)
+    m = MultiTaskLoss(with_sisdr)
+    b = m(est, clean, noisy, teacher, est_wav=ew, clean_wav=cw)
+    expected_w = {"none": 1.0, "fixed": 0.7, "mtakd": 0.5 * math.exp(1.0)}[kd]
+    extra = (b["loss"] - a["loss"]).item()
+    assert extra == pytest.approx(expected_w * 2.0 * b["sisdr"].item() / 100.0, rel=1e-5)
+    if kd == "mtakd":
+        b["loss"].backward()
+        plain = MultiTaskLoss(base)
+        plain(est, clean, noisy, teacher)["loss"].backward()
+        assert torch.allclose(m.uncertainty.log_vars.grad, plain.uncertainty.log_vars.grad)

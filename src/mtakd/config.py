@@ -46,6 +46,10 @@ class DataConfig:
     items_per_epoch: int = 2000
     #: DataLoader worker processes per training process (rank)
     num_workers: int = 0
+    #: decoded-audio cache per process (MiB, LRU); ``preload`` decodes the whole split once in
+    #: the main process before the workers fork, so they share it and never decode again
+    cache_mb: float = 512.0
+    preload: bool = False
 
 
 @dataclass

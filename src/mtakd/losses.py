@@ -205,6 +205,12 @@ class MultiTaskLoss(nn.Module):
             tasks = ["sup", "kd"] + (["feat"] if self.feature is not None else [])
             self.uncertainty = UncertaintyWeighting(tasks, cfg.init_log_var)
 
+    def sup_task_weight(self, out: dict[str, torch.Tensor]) -> torch.Tensor | float:
+        """Current weight of the supervised task in the total (detached in ``mtakd`` mode)."""
+        if self.cfg.kd == "mtakd":
+            return out["w_sup"]
+        return 1.0 - self.cfg.alpha if self.cfg.kd == "fixed" else 1.0
+
     @property
     def uses_teacher(self) -> bool:
         return self.cfg.kd != "none"
@@ -240,8 +246,10 @@ class MultiTaskLoss(nn.Module):
             if est_wav is None or clean_wav is None:
                 raise ValueError("loss.sisdr_weight > 0 needs the estimated and clean waveforms")
             out["sisdr"] = si_sdr_loss(est_wav, clean_wav)
-            # SI-SDR is in dB (negative is good) so it stays outside the uncertainty weighting,
-            # whose optimum sigma^2 = L needs a positive loss; 1/100 puts dB on the spectral scale
-            total = total + self.cfg.sisdr_weight * out["sisdr"] / 100.0
+            # SI-SDR belongs to the supervised task, so it takes that task's current weight (1,
+            # 1 - alpha, or w_sup detached) and keeps the same share of it in every mode. It is
+            # in dB (negative is good), so it cannot enter the uncertainty weighting itself,
+            # whose optimum sigma^2 = L needs a positive loss; 1/100 puts dB on the spectral scale.
+            total = total + self.sup_task_weight(out) * self.cfg.sisdr_weight * out["sisdr"] / 100.0
         out["loss"] = total
         return out

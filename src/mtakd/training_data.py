@@ -76,4 +76,4 @@ def training_set(cfg: DataConfig, split: str, seed: int, length: int | None = No
         if not cfg.root:
             raise DataError("data.root", "data.source=paired needs data.root (a folder with pairs.csv)", "set data.root")
         return PairedManifestDataset(cfg.root, split, segment_s=cfg.segment_s, seed=seed)
-    return MixingDataset(cfg, split, seed=seed, length=length)
+    return MixingDataset(cfg, split, seed=seed, length=length, cache_mb=cfg.cache_mb, preload=cfg.preload)
