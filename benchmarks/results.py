@@ -1,11 +1,23 @@
 """Regenerate docs/results.md from saved runs: one command, every number measured here.
 
-    python benchmarks/results.py --runs runs --devset data/devset \
-        --paired ../shared/data/paired/voicebank_demand_train_p287 --out docs/results.md
+    PYTHONPATH=src python benchmarks/results.py --runs runs/gpu --devset data/devset \
+        --paired ../shared/data/paired/voicebank_demand_train_p287 --out docs/results.md --jobs 2
 
-Scores the unprocessed input, the teacher and every student run found under ``--runs``
-(folders with a ``best.safetensors``) on the same files, with the efficiency of each
-model (parameters, MACs/s, RTF at 1 thread, latency) measured in the same process.
+Run folders under ``--runs`` (any folder with a ``best.safetensors``) named ``<variant>_s<seed>``
+are grouped into variants over seeds (``d_mtakd_tf_s0``, ``d_mtakd_tf_s1``, ...); a name
+without ``_s<seed>`` (``teacher``, ``student_mtakd``) is a single-run variant. Every run is
+scored on the dev set and the VoiceBank-DEMAND pairs (``mtakd.evaluate.evaluate``), its
+per-file scores cached as ``<run>/dev.csv`` / ``<run>/vbd.csv``: a cache newer than the run's
+``best.safetensors`` and holding exactly the set's file names is re-used (``--rescore``
+forces scoring); the noisy input's scores are cached under ``<runs>/_scores/``. ``--jobs N``
+scores in N processes of one torch thread each. Efficiency (parameters, MACs/s, RTF, latency)
+is measured once per model architecture, in this process, after all scoring has finished.
+
+Tables and tests (``results_tables.py``): mean ± std over seeds (std of the per-seed means),
+per-SNR breakdown, a per-file paired comparison of (d) with (a), (b), (c) (each file's score
+averaged over seeds; Wilcoxon signed-rank and a bootstrap CI of the mean difference), and the
+issue's targets as PASS / FAIL lines. Figures (``results_figures.py``) go to ``--figures``
+(default: ``figures/`` next to ``--out``) and are linked relatively from the report.
 """
 from __future__ import annotations
 
@@ -13,19 +25,23 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mtakd.evaluate import evaluate
+import results_tables as rt  # noqa: E402
 
-ORDER = ["teacher", "student_none", "student_fixed", "student_fixed_tf", "student_mtakd", "student_mtakd_gate"]
+SETS = ("dev", "vbd")
+MIN_PAIRED_FILES = 6
 
 
 def _machine() -> str:
+    import torch
+
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -37,97 +53,244 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
 
 
-def _runs(root: Path) -> list[Path]:
-    found = {p.parent.name: p.parent for p in root.glob("*/best.safetensors")}
-    names = [n for n in ORDER if n in found] + sorted(n for n in found if n not in ORDER)
-    return [found[n] for n in names]
+# ----------------------------------------------------------------------------- scoring
+def _fresh(csv_path: Path, ckpt: Path | None, names: list[str]) -> bool:
+    """The cache holds exactly ``names`` and is newer than the checkpoint."""
+    if not csv_path.is_file() or (ckpt is not None and csv_path.stat().st_mtime < ckpt.stat().st_mtime):
+        return False
+    try:
+        return set(rt.read_scores(csv_path)) == set(names)
+    except (OSError, KeyError, ValueError):
+        return False
 
 
-def _row(name: str, r: dict) -> str:
-    s, e = r["summary"], r["efficiency"]
-    eff = (f"{e['params']:,} | {e['macs_per_s'] / 1e6:.1f} | {e['rtf_1thread']:.4f} | "
-           f"{'-' if e['latency_ms'] != e['latency_ms'] else int(e['latency_ms'])}") if e else "- | - | - | -"
-    return (f"| {name} | {eff} | {s['pesq']:.3f} | {s['stoi']:.3f} | {s['estoi']:.3f} | {s['si_sdr']:.2f} | "
-            f"{s['si_sdr_i']:.2f} | {s['csig']:.2f} | {s['cbak']:.2f} | {s['covl']:.2f} |")
+def _score(job: tuple[str | None, str, str]) -> tuple[int, list, float]:
+    """Worker: score one checkpoint (None: the noisy input) on one folder into a CSV."""
+    import torch
+
+    torch.set_num_threads(1)
+    from mtakd.evaluate import evaluate
+
+    ckpt, folder, out = job
+    t0 = time.time()
+    r = evaluate(ckpt, folder, out, progress=False, with_efficiency=False)
+    return r["n_files"], r["failed"], time.time() - t0
 
 
-def _table(results: dict[str, dict]) -> list[str]:
-    lines = ["| system | params | MMAC/s | RTF (1 thread) | latency ms | PESQ-WB | STOI | ESTOI | SI-SDR | SI-SDRi | CSIG | CBAK | COVL |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [_row(n, r) for n, r in results.items()]
+def score_all(runs: dict[str, Path], sets: dict[str, str], cache_root: Path, rescore: bool, jobs: int) -> dict:
+    """``{set: {run name or "noisy": table}}``, scoring whatever is not cached."""
+    from mtakd.data import PairedDataset
+
+    todo, paths = [], {}
+    for key, folder in sets.items():
+        names = PairedDataset(folder).names
+        entries = [("noisy", None, cache_root / f"noisy_{key}.csv")]
+        entries += [(n, run / "best.safetensors", run / f"{key}.csv") for n, run in runs.items()]
+        for name, ckpt, csv_path in entries:
+            paths[(key, name)] = csv_path
+            if rescore or not _fresh(csv_path, ckpt, names):
+                todo.append(((key, name), (None if ckpt is None else str(ckpt), folder, str(csv_path))))
+    cached = len(paths) - len(todo)
+    print(f"{len(paths)} (run, set) score tables: {cached} cached, {len(todo)} to score with {jobs} job(s)", file=sys.stderr)
+    cache_root.mkdir(parents=True, exist_ok=True)
+
+    def done(tag, res):
+        n, failed, secs = res
+        print(f"scored {tag[1]} on {tag[0]}: {n} files in {secs:.0f} s" + (f", {len(failed)} failed" if failed else ""),
+              file=sys.stderr)
+        for _, msg in failed:
+            print(f"  failed: {msg}", file=sys.stderr)
+
+    if jobs <= 1 or len(todo) <= 1:
+        for tag, job in todo:
+            done(tag, _score(job))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(_score, job): tag for tag, job in todo}
+            for f in as_completed(futures):
+                done(futures[f], f.result())
+    out: dict[str, dict] = {k: {} for k in sets}
+    for (key, name), p in paths.items():
+        out[key][name] = rt.read_scores(p)
+    return out
+
+
+def measure_efficiency(groups: dict, runs: dict[str, Path]) -> dict[str, dict]:
+    """``{"teacher": eff, "student": eff, "student (<variant>)": eff ...}``: one measurement per
+    architecture; "student" is the architecture of (d) (else of the first student variant)."""
+    import torch
+
+    from mtakd.checkpoint import load_model, read_checkpoint
+    from mtakd.evaluate import efficiency
+
+    torch.set_num_threads(1)
+    arch, first = {}, {}
+    for v, seeds in groups.items():
+        ckpt = runs[next(iter(seeds.values()))] / "best.safetensors"
+        key = json.dumps(read_checkpoint(ckpt)[1]["model"], sort_keys=True)
+        arch[v] = key
+        first.setdefault(key, ckpt)
+    measured = {}
+    for key, ckpt in first.items():
+        print(f"measuring efficiency of {ckpt.parent.name}'s architecture", file=sys.stderr)
+        measured[key] = efficiency(load_model(ckpt))
+    rows = {}
+    students = [v for v in groups if rt.role(v) != "teacher"]
+    t = rt.find_role(groups, "teacher")
+    main = rt.find_role(students, "d") or (students[0] if students else None)
+    if t:
+        rows["teacher"] = measured[arch[t]]
+    if main:
+        rows["student"] = measured[arch[main]]
+        for v in students:
+            if arch[v] != arch[main] and f"student ({v})" not in rows:
+                rows[f"student ({v})"] = measured[arch[v]]
+    return rows
+
+
+# ----------------------------------------------------------------------------- report
+def _figures(args, groups, runs, dev_tables, fig_dir: Path, out_dir: Path) -> list[str]:
+    import results_figures as rf
+
+    lines = []
+    mt = {v: {s: runs[n] for s, n in seeds.items()} for v, seeds in groups.items()}
+    last = rf.weights_figure(mt, fig_dir / "uncertainty_weights.png")
+    if last:
+        rel = os.path.relpath(fig_dir / "uncertainty_weights.png", out_dir)
+        lines += ["## Learned uncertainty weights", "",
+                  "w_i = 0.5 exp(-log sigma_i^2) of the supervised (w_sup, solid) and distillation (w_kd, dashed) "
+                  "losses at every logged training step, one colour per seed.", "", f"![uncertainty weights]({rel})", ""]
+        for v, seeds in last.items():
+            cells = [f"{'run' if s is None else f'seed {s}'}: w_sup {a:.2f}, w_kd {b:.2f}" for s, (a, b) in seeds.items()]
+            lines.append(f"- {v}, last logged step: " + "; ".join(cells))
+        lines.append("")
+    t = rt.find_role(groups, "teacher")
+    students = [v for v in groups if rt.role(v) != "teacher"]
+    d = rt.find_role(students, "d") or (students[0] if students else None)
+    snr_of = {n: r["snr"] for n, r in dev_tables["noisy"].items()}
+    name = rt.pick_example(snr_of)
+    if t and d and name:
+        t_run, d_seed = next(iter(groups[t].values())), next(iter(groups[d]))
+        d_run = groups[d][d_seed]
+        tables = {"noisy": dev_tables["noisy"], "teacher": dev_tables[t_run], "student": dev_tables[d_run]}
+        scores = {k: f"PESQ-WB {tab[name]['pesq']:.2f}, SI-SDR {tab[name]['si_sdr']:.1f} dB"
+                  for k, tab in tables.items() if name in tab}
+        png = fig_dir / "spectrograms.png"
+        d_label = f"student {d}" + ("" if d_seed is None else f" seed {d_seed}")
+        rf.spectrogram_figure(Path(args.devset), name, runs[t_run] / "best.safetensors", runs[d_run] / "best.safetensors",
+                              png, labels=("teacher" if t_run == "teacher" else f"teacher ({t_run})", d_label), scores=scores)
+        lines += ["## Spectrograms", "",
+                  f"Dev file `{name}` (rule: the first file, by name, mixed at 0 dB), magnitude in dB "
+                  f"(mtakd's STFT: 20 ms sqrt-Hann window, 10 ms hop); noisy / {t_run} / {d_label} / clean.", "",
+                  f"![spectrograms]({os.path.relpath(png, out_dir)})", ""]
     return lines
 
 
-def _per_snr(results: dict[str, dict]) -> list[str]:
-    snrs = sorted({snr for r in results.values() for snr in r["per_snr"]})
-    if not snrs:
-        return []
-    head = "| system | " + " | ".join(f"{s:+.0f} dB PESQ / SI-SDRi" for s in snrs) + " |"
-    lines = [head, "|---|" + "---|" * len(snrs)]
-    for n, r in results.items():
-        cells = [f"{r['per_snr'][s]['pesq']:.2f} / {r['per_snr'][s]['si_sdr_i']:.1f}" if s in r["per_snr"] else "-" for s in snrs]
-        lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    return lines
+def header(args, elapsed: float) -> list[str]:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    cmd = "python benchmarks/results.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    out = ["# Results", "",
+           f"Generated by `{cmd}` at commit `{commit}` in {elapsed:.0f} s on: {_machine()}. Scores per file are cached "
+           "in each run folder; mean ± std is over seeds (sample std of the per-seed means; the mean alone for a "
+           "single run). RTF: processing time / audio duration on 10 s of audio, best of 3, offline whole-utterance "
+           "path, measured after all scoring.", ""]
+    if Path(args.commands).is_file():
+        out += [Path(args.commands).read_text().strip(), ""]
+    return out
 
 
-def _weights(run: Path) -> str:
-    import csv
-
-    path = run / "epochs.csv"
-    if not path.is_file():
-        return ""
-    rows = list(csv.DictReader(open(path)))
-    if not rows or "train_w_sup" not in rows[0]:
-        return ""
-    parts = [f"epoch {r['epoch']}: w_sup {float(r['train_w_sup']):.2f}, w_kd {float(r['train_w_kd']):.2f}" for r in rows]
-    return "; ".join(parts)
+def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
+    """The report after its header, and the JSON data."""
+    seeds = {v: list(s) for v, s in groups.items()}
+    per_set = {k: {"noisy": [tabs["noisy"]], **{v: [tabs[n] for n in s.values()] for v, s in groups.items()}}
+               for k, tabs in scores.items()}
+    out = []
+    targets = rt.check_targets(per_set["dev"], eff)
+    out += ["## Targets (dev set, means over seeds)", "", "```"]
+    out += [f"{t['status']:4}  {t['text']}" for t in targets] + ["```", ""]
+    if eff:
+        out += ["## Efficiency (measured once per architecture)", ""] + rt.efficiency_table(eff) + [
+            "", "MMAC/s include the STFT/iSTFT; latency is algorithmic (window), none for the offline teacher.", ""]
+    dev = per_set["dev"]
+    n_dev, snrs = len(scores["dev"]["noisy"]), sorted({r["snr"] for r in scores["dev"]["noisy"].values() if r["snr"] == r["snr"]})
+    out += [f"## Fixed dev set ({n_dev} files at {'/'.join(f'{s:g}' for s in snrs)} dB)", ""]
+    legend = [f"{v} = {rt.ROLE_TEXT[r]}" for v in groups if (r := rt.role(v)) in rt.ROLE_TEXT]
+    out += rt.metric_table(dev, seeds) + ([""] + ["Variants: " + "; ".join(legend) + "."] if legend else [])
+    out += ["", "Per SNR: PESQ-WB / SI-SDRi dB (means over seeds):", ""]
+    out += rt.per_snr_table(dev) + [""]
+    if "vbd" in per_set:
+        out += [f"## VoiceBank-DEMAND pairs in `{args.paired}` ({len(scores['vbd']['noisy'])} files)", ""]
+        out += rt.metric_table(per_set["vbd"], seeds) + [""]
+    paired_raw, plines, notes = [], [], []
+    d = rt.find_role(groups, "d")
+    others = {v: None for r in ("a", "b", "c") if (v := rt.find_role(groups, r))}
+    if d and others:
+        for key, tabs in per_set.items():
+            n = len(scores[key]["noisy"])
+            if n < MIN_PAIRED_FILES:
+                notes.append(f"{key} left out: {n} files (fewer than {MIN_PAIRED_FILES}).")
+                continue
+            if key != "dev":
+                notes.append(f"{key} has only {n} files: low power (the smallest two-sided p the test can give "
+                             f"with {n} files is {2 / 2 ** n:.2g}).")
+            avg = {v: rt.average_over_seeds(tabs[v]) for v in [d, *others]}
+            lines, raw = rt.paired_rows(key, avg[d], {v: avg[v] for v in others})
+            plines += lines
+            paired_raw += raw
+    if plines:
+        out += [f"## Paired per-file comparison: (d) = {d} vs " + ", ".join(others), "",
+                "Each file's score is first averaged over the seeds of a variant; differences are (d) minus the other. "
+                "Two-sided Wilcoxon signed-rank test over files; 95 % percentile-bootstrap CI of the mean difference "
+                "(10 000 resamples of the files). " + " ".join(notes), ""]
+        out += rt.PAIRED_HEAD + plines + [""]
+    if not args.no_figures:
+        fig_dir = Path(args.figures) if args.figures else Path(args.out).parent / "figures"
+        out += _figures(args, groups, runs, scores["dev"], fig_dir, Path(args.out).parent)
+    if Path(args.notes).is_file():
+        out += [Path(args.notes).read_text().strip(), ""]
+    data = {"sets": {k: {v: {m: rt.seed_stats(t, m) for m in rt.METRICS} for v, t in tabs.items()}
+                     for k, tabs in per_set.items()},
+            "per_snr": {v: {m: {str(s): x for s, x in rt.per_snr_means(t, m).items()} for m in ("pesq", "si_sdr_i")}
+                        for v, t in dev.items()},
+            "seeds": {v: s for v, s in seeds.items()}, "efficiency": eff, "paired": paired_raw, "targets": targets}
+    return out, data
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", default="runs")
+    ap.add_argument("--runs", default="runs", help="folder of run folders (<variant>_s<seed>, teacher, ...)")
     ap.add_argument("--devset", default="data/devset")
     ap.add_argument("--paired", default="../shared/data/paired/voicebank_demand_train_p287")
     ap.add_argument("--out", default="docs/results.md")
+    ap.add_argument("--figures", help="folder for the PNGs (default: figures/ next to --out)")
+    ap.add_argument("--no-figures", action="store_true")
+    ap.add_argument("--jobs", type=int, default=1, help="scoring processes (1 torch thread each)")
+    ap.add_argument("--rescore", action="store_true", help="score every run again, ignoring cached per-file CSVs")
     ap.add_argument("--commands", default="docs/results_commands.md", help="markdown with the commands that made the runs")
     ap.add_argument("--notes", default="docs/results_notes.md", help="markdown appended after the tables (interpretation)")
     args = ap.parse_args()
+    import torch
+
     torch.set_num_threads(1)
     t0 = time.time()
-    runs = _runs(Path(args.runs))
+    root = Path(args.runs)
+    runs = {p.parent.name: p.parent for p in sorted(root.glob("*/best.safetensors"))}
+    if not runs:
+        ap.error(f"no run folders (with best.safetensors) under {root}")
+    groups = rt.group_runs(runs)
     sets = {"dev": args.devset}
     if Path(args.paired).is_dir():
         sets["vbd"] = args.paired
-    res: dict[str, dict[str, dict]] = {}
-    for key, folder in sets.items():
-        res[key] = {"noisy": evaluate(None, folder, progress=False, with_efficiency=False)}
-        for run in runs:
-            res[key][run.name] = evaluate(run / "best.safetensors", folder, run / f"{key}.csv", progress=False,
-                                          with_efficiency=(key == "dev"))
-            print(f"scored {run.name} on {key}", file=sys.stderr)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    out = ["# Results", "",
-           f"Generated by `python benchmarks/results.py --runs {args.runs} --devset {args.devset} --out {args.out}` "
-           f"at commit `{commit}` in {time.time() - t0:.0f} s on: {_machine()}. RTF is measured at 1 thread on 10 s of "
-           "audio (processing time / audio duration, best of 3), offline whole-utterance path.", ""]
-    if Path(args.commands).is_file():
-        out += [Path(args.commands).read_text().strip(), ""]
-    out += [f"## Fixed dev set ({res['dev']['noisy']['n_files']} files: speech/dev x noise/dev at -5/0/5/10/15 dB)", ""]
-    out += _table(res["dev"]) + ["", "Per SNR (PESQ-WB / SI-SDRi dB):", ""] + _per_snr(res["dev"]) + [""]
-    if "vbd" in res:
-        out += [f"## VoiceBank-DEMAND pairs in ../shared/data/paired ({res['vbd']['noisy']['n_files']} files)", ""]
-        out += _table(res["vbd"]) + [""]
-    w = {run.name: _weights(run) for run in runs}
-    w = {k: v for k, v in w.items() if v}
-    if w:
-        out += ["## Learned task weights (mtakd runs; w_i = 0.5 exp(-log sigma_i^2), epoch means)", ""]
-        out += [f"- {k}: {v}" for k, v in w.items()] + [""]
-    if Path(args.notes).is_file():
-        out += [Path(args.notes).read_text().strip(), ""]
-    Path(args.out).write_text("\n".join(out) + "\n")
-    Path(args.out).with_suffix(".json").write_text(json.dumps(
-        {k: {n: {"summary": r["summary"], "efficiency": r["efficiency"], "per_snr": {str(s): v for s, v in r["per_snr"].items()}}
-             for n, r in v.items()} for k, v in res.items()}, indent=1))
+    else:
+        print(f"no VoiceBank-DEMAND folder at {args.paired}: dev set only", file=sys.stderr)
+    scores = score_all(runs, sets, root / "_scores", args.rescore, max(1, args.jobs))
+    eff = measure_efficiency(groups, runs)
+    body, data = build_report(args, groups, runs, scores, eff)
+    Path(args.out).write_text("\n".join(header(args, time.time() - t0) + body) + "\n")
+    Path(args.out).with_suffix(".json").write_text(json.dumps(data, indent=1, default=str))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

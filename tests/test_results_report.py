@@ -1,0 +1,128 @@
+"""The pure helpers of benchmarks/results.py (benchmarks/results_tables.py) on synthetic
+per-file tables: no data, no checkpoints, no torch."""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import results_tables as rt  # noqa: E402
+
+
+def _table(pesq, sdri, snrs=None, prefix="f"):
+    snrs = snrs if snrs is not None else [0.0] * len(pesq)
+    return {f"{prefix}{i:03d}.wav": {"snr": s, "pesq": p, "si_sdr_i": d, "si_sdr": d + 5.0}
+            for i, (p, d, s) in enumerate(zip(pesq, sdri, snrs))}
+
+
+def test_parse_and_group_run_names():
+    assert rt.parse_run_name("d_mtakd_tf_s2") == ("d_mtakd_tf", 2)
+    assert rt.parse_run_name("student_mtakd") == ("student_mtakd", None)
+    assert rt.parse_run_name("teacher") == ("teacher", None)
+    assert rt.parse_run_name("x_s") == ("x_s", None)
+    names = ["zz_custom", "d_mtakd_tf_s1", "a_none_s2", "teacher", "d_mtakd_tf_s0", "a_none_s0", "student_mtakd",
+             "e_mtakd_gate_s10", "e_mtakd_gate_s2"]
+    g = rt.group_runs(names)
+    assert list(g) == ["teacher", "a_none", "d_mtakd_tf", "e_mtakd_gate", "student_mtakd", "zz_custom"]
+    assert g["d_mtakd_tf"] == {0: "d_mtakd_tf_s0", 1: "d_mtakd_tf_s1"}
+    assert list(g["e_mtakd_gate"]) == [2, 10]  # numeric, not lexical, seed order
+    assert g["student_mtakd"] == {None: "student_mtakd"}
+    with pytest.raises(ValueError):
+        rt.group_runs(["a_none_s1", "a_none_s01"])
+
+
+def test_roles():
+    assert [rt.role(v) for v in ["teacher", "a_none", "c_fixed_tf", "d_mtakd_tf", "student_mtakd", "student_none", "zz"]] \
+        == ["teacher", "a", "c", "d", "d", "a", None]
+    assert rt.find_role(["teacher", "a_none", "d_mtakd_tf"], "d") == "d_mtakd_tf"
+    assert rt.find_role(["teacher", "a_none"], "b") is None
+
+
+def test_seed_stats_is_std_of_seed_means():
+    seeds = [_table([1.0, 2.0], [0, 0]), _table([2.0, 3.0], [0, 0]), _table([3.0, float("nan")], [0, 0])]
+    mean, std, n = rt.seed_stats(seeds, "pesq")
+    # seed means 1.5, 2.5, 3.0 (NaN left out of the third)
+    assert n == 3 and mean == pytest.approx(7.0 / 3.0) and std == pytest.approx(np.std([1.5, 2.5, 3.0], ddof=1))
+    m1, s1, n1 = rt.seed_stats(seeds[:1], "pesq")
+    assert (m1, n1) == (1.5, 1) and math.isnan(s1)
+    assert rt.fmt_pm(1.23456, 0.0123, 3) == "1.235 ± 0.012"
+    assert rt.fmt_pm(1.5, float("nan"), 2) == "1.50"
+    assert rt.fmt_pm(float("nan"), 0.1, 2) == "-"
+
+
+def test_per_snr_and_average_over_seeds():
+    s0 = _table([1.0, 2.0, 3.0], [1, 2, 3], snrs=[0.0, 0.0, 5.0])
+    s1 = _table([2.0, 2.0, 4.0], [3, 2, 1], snrs=[0.0, 0.0, 5.0])
+    assert rt.per_snr_means([s0, s1], "pesq") == {0.0: pytest.approx(1.75), 5.0: pytest.approx(3.5)}
+    s1.pop("f002.wav")
+    avg = rt.average_over_seeds([s0, s1])
+    assert sorted(avg) == ["f000.wav", "f001.wav"]  # files scored in every seed only
+    assert avg["f000.wav"]["pesq"] == pytest.approx(1.5) and avg["f000.wav"]["si_sdr_i"] == pytest.approx(2.0)
+
+
+def test_paired_test_detects_a_shift_and_not_noise():
+    rng = np.random.default_rng(0)
+    base = rng.normal(2.0, 0.3, 60)
+    x = _table(base + 0.2 + rng.normal(0, 0.05, 60), base)
+    y = _table(base, base)
+    r = rt.paired_test(x, y, "pesq")
+    assert r["n"] == 60 and r["ci_low"] < r["mean_diff"] < r["ci_high"]
+    assert 0.15 < r["ci_low"] and r["ci_high"] < 0.25 and r["p"] < 1e-6 and r["wins"] == 60
+    same = rt.paired_test(y, y, "pesq")
+    assert same["mean_diff"] == 0.0 and math.isnan(same["p"]) and same["wins"] == 0
+    # files only in one table and non-finite scores are left out
+    x2 = dict(x)
+    x2["extra.wav"] = {"snr": 0.0, "pesq": 9.0, "si_sdr_i": 0.0}
+    x2["f000.wav"] = {**x["f000.wav"], "pesq": float("nan")}
+    assert rt.paired_test(x2, y, "pesq")["n"] == 59
+    lines, raw = rt.paired_rows("dev", x, {"a_none": y})
+    assert len(lines) == len(raw) == 2 and lines[0].startswith("| dev | (d) - a_none | PESQ-WB | 60 |")
+
+
+def test_check_targets():
+    noisy = [_table([1.5] * 4, [0.0] * 4)]
+    dev = {"noisy": noisy,
+           "teacher": [_table([2.5] * 4, [10.0] * 4)],
+           "a_none": [_table([1.9] * 4, [5.0] * 4), _table([2.0] * 4, [5.5] * 4)],
+           "b_fixed": [_table([2.3] * 4, [9.0] * 4), _table([2.35] * 4, [9.2] * 4)],
+           "d_mtakd_tf": [_table([2.42] * 4, [9.5] * 4), _table([2.44] * 4, [9.6] * 4)]}
+    eff = {"teacher": {"params": 4_000_000, "rtf_1thread": 0.05}, "student": {"params": 150_000, "rtf_1thread": 0.008}}
+    res = rt.check_targets(dev, eff)
+    status = [r["status"] for r in res]
+    # PESQ kept 0.93/1.0 = 93 %; SI-SDRi 9.55/10 = 95.5 %; params 26.7x; RTF 6.25x;
+    # vs a: +0.48 PESQ, +4.05 dB; vs b: +0.105 PESQ (spread 0.035), +0.45 dB (spread 0.14)
+    assert status == ["PASS", "PASS", "PASS", "FAIL", "PASS", "PASS", "PASS", "PASS"]
+    assert "93 %" in res[0]["text"] and "6.2x" in res[3]["text"]
+    dev["b_fixed"] = [_table([2.36] * 4, [9.0] * 4), _table([2.44] * 4, [9.2] * 4)]  # margin +0.03 < spread 0.057
+    assert rt.check_targets(dev, eff)[6]["status"] == "FAIL"
+    one_seed = {k: v[:1] for k, v in dev.items()}
+    res1 = rt.check_targets(one_seed, {})
+    assert [r["status"] for r in res1][2:] == ["N/A"] * 6 and all(r["text"] for r in res1)
+
+
+def test_pick_example_and_tables_render():
+    snr_of = {"snr-05_0000.wav": -5.0, "snr+00_0001.wav": 0.0, "snr+00_0000.wav": 0.0}
+    assert rt.pick_example(snr_of) == "snr+00_0000.wav"
+    assert rt.pick_example({"b.wav": float("nan"), "a.wav": float("nan")}) == "a.wav"
+    variants = {"noisy": [_table([1.5, 1.6], [0, 0])], "d_mtakd_tf": [_table([2.0, 2.2], [5, 6]), _table([2.1, 2.3], [6, 7])]}
+    lines = rt.metric_table(variants, {"d_mtakd_tf": [0, 1]}, metrics=["pesq", "si_sdr_i"])
+    assert lines[2] == "| noisy | - | 1.550 | 0.00 |"
+    assert lines[3] == f"| d_mtakd_tf | 0,1 | 2.150 ± {np.std([2.1, 2.2], ddof=1):.3f} | 6.00 ± 0.71 |"
+    assert rt.per_snr_table(variants)[2] == "| noisy | 1.55 / 0.0 |"
+    eff = {"teacher": {"params": 4_000_000, "macs_per_s": 4e8, "rtf_1thread": 0.04, "rtf_default": 0.03, "latency_ms": float("nan")},
+           "student": {"params": 100_000, "macs_per_s": 4e7, "rtf_1thread": 0.008, "rtf_default": 0.006, "latency_ms": 20.0}}
+    tab = rt.efficiency_table(eff)
+    assert "non-causal" in tab[2] and tab[3].endswith("| 20 |") and tab[4].startswith("| **teacher / student** | 40.0x | 10.0x | 5.0x")
+
+
+def test_read_scores(tmp_path):
+    p = tmp_path / "dev.csv"
+    p.write_text("name,snr,pesq,stoi\na.wav,0.0,1.5,0.8\nb.wav,,nan,\n")
+    t = rt.read_scores(p)
+    assert t["a.wav"] == {"snr": 0.0, "pesq": 1.5, "stoi": 0.8}
+    assert all(math.isnan(v) for v in t["b.wav"].values())
