@@ -19,6 +19,10 @@ their weights. The loops re-implement the upstream ones:
   latency 512 samples = 32 ms).
 * **mtakd** student: the exported step graph (``export_onnx(kind="step")``) through
   ``OrtStreamingEnhancer``: hop 160 (10 ms), offset 0, algorithmic latency 320 samples = 20 ms.
+
+Also the pure alignment helpers of ``peers_onnx.py`` and ``peers.py``: ``xcorr_lag`` (lag of
+an output behind a reference by cross-correlation) and ``align`` (cut a raw output to the
+input's timeline by a fixed delay). The other peers are in ``peer_systems.py``.
 """
 from __future__ import annotations
 

@@ -35,6 +35,7 @@ import ctypes
 import importlib.util
 import io
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -128,8 +129,14 @@ class _At48k(System):
     delay48 = 0
 
     def process(self, x: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
         x48 = _pad(_resample(x, SR, 48000), self.hop, self.delay48 + self.hop)
-        return _resample(self._run48(x48), 48000, SR)
+        t1 = time.perf_counter()
+        y48 = self._run48(x48)
+        t2 = time.perf_counter()
+        y = _resample(y48, 48000, SR)
+        self.last_resample_s = (t1 - t0) + (time.perf_counter() - t2)  # the share of process() spent resampling
+        return y
 
 
 class DeepFilterNet3(_At48k):

@@ -72,6 +72,8 @@ def summarize(rows: list[dict]) -> dict:
     out["rtf"] = sum(r["proc_s"] for r in timed) / dur if dur else float("nan")
     out["rtf_cpu"] = sum(r["proc_s"] * r["cpu_share"] for r in timed) / dur if dur else float("nan")
     out["cpu_share_median"] = float(np.median([r["cpu_share"] for r in timed])) if timed else float("nan")
+    out["proc_s"] = sum(r["proc_s"] for r in timed)
+    out["resample_s"] = sum(r.get("resample_s", float("nan")) for r in timed)
     return out
 
 
@@ -138,12 +140,13 @@ def run_system(s, noisy: np.ndarray, clean: np.ndarray, delay: int) -> dict:
     """Process, time, align and score one file; errors become the row's ``error``."""
     from mtakd.metrics import evaluate_pair
 
-    row = {"proc_s": float("nan"), "cpu_share": float("nan"), "xcorr_lag": "", "error": ""}
+    row = {"proc_s": float("nan"), "cpu_share": float("nan"), "resample_s": float("nan"), "xcorr_lag": "", "error": ""}
     try:
         s.reset()
         with bc.Timer() as t:
             raw = s.process(noisy)
         row["proc_s"], row["cpu_share"] = t.wall, t.cpu_share
+        row["resample_s"] = getattr(s, "last_resample_s", float("nan"))
         row["xcorr_lag"] = xcorr_lag(clean, raw)
         y = align(raw, delay, noisy.size)
         if not np.all(np.isfinite(y)):
@@ -224,7 +227,7 @@ def main(argv=None) -> int:
     if args.csv_dir:
         out_dir = Path(args.csv_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        cols = ["name", "snr", "duration_s", "proc_s", "rtf", "cpu_share", "xcorr_lag", *KEYS, "error"]
+        cols = ["name", "snr", "duration_s", "proc_s", "rtf", "cpu_share", "resample_s", "xcorr_lag", *KEYS, "error"]
         for sysname, rr in rows.items():
             with open(out_dir / (sysname.replace(" ", "_").replace("(", "").replace(")", "") + ".csv"), "w",
                       newline="") as f:
@@ -293,13 +296,16 @@ def report(args, info, systems, skipped, names, rows, summ, first_lag, delays, s
                              [[name, *[f(by_snr(rr, key).get(s, float("nan")), digits) for s in snr_vals]]
                               for name, rr in rows.items()])
     L += ["", "Systems (package, how it was run):", ""]
-    L += [f"- **{s.name}** (`{s.package}`): {s.note}" for s in systems]
+    L += [f"- **{s.name}** (`{s.package}`): {s.note}"
+          + (f"; resampling took {100 * summ[s.name]['resample_s'] / summ[s.name]['proc_s']:.0f} % of its processing "
+             f"time (RTF {summ[s.name]['resample_s'] / dur:.4f})" if math.isfinite(summ[s.name]["resample_s"]) and
+             summ[s.name]["proc_s"] else "") for s in systems]
     L += [f"- not run: {m}" for m in skipped]
     fails = [(name, n, e) for name, s in summ.items() for n, e in s["failed"]]
     if fails:
         L += ["", "Failed files (reported, not scored):", ""] + [f"- {name}: `{n}`: {e}" for name, n, e in fails]
-    L += ["", "Wall time per system in this run (processing + alignment + scoring of all files; scoring, ~the same "
-          "for every system, dominates): " + ", ".join(f"{n} {t:.0f} s" for n, t in score_s.items())]
+    L += ["", "Wall time per system in this run, all files (processing + alignment + scoring; in brackets the "
+          "processing alone): " + ", ".join(f"{n} {t:.0f} s ({summ[n]['proc_s']:.0f} s)" for n, t in score_s.items())]
     return L
 
 
