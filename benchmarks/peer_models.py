@@ -19,6 +19,10 @@ their weights. The loops re-implement the upstream ones:
   latency 512 samples = 32 ms).
 * **mtakd** student: the exported step graph (``export_onnx(kind="step")``) through
   ``OrtStreamingEnhancer``: hop 160 (10 ms), offset 0, algorithmic latency 320 samples = 20 ms.
+
+Also the pure alignment helpers of ``peers_onnx.py`` and ``peers.py``: ``xcorr_lag`` (lag of
+an output behind a reference by cross-correlation) and ``align`` (cut a raw output to the
+input's timeline by a fixed delay). The other peers are in ``peer_systems.py``.
 """
 from __future__ import annotations
 
@@ -185,12 +189,38 @@ def onnx_weights(*paths) -> int:
 
     n = 0
     for p in paths:
-        m = onnx.load(str(p))
+        m = onnx.load(p if hasattr(p, "read") else str(p))  # a path or an open binary file
         n += sum(int(np.prod(t.dims)) for t in m.graph.initializer)
         for node in m.graph.node:  # constants folded into Constant nodes count too
             if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
                 n += int(np.prod(node.attribute[0].t.dims))
     return n
+
+
+# ----------------------------------------------------------------------------- alignment
+def xcorr_lag(ref: np.ndarray, y: np.ndarray, max_lag: int = 1024) -> int:
+    """Lag (samples) by which ``y`` trails ``ref``, by FFT cross-correlation within +-max_lag."""
+    ref = np.asarray(ref, np.float64).reshape(-1)
+    y = np.asarray(y, np.float64).reshape(-1)
+    n = ref.size + y.size
+    nfft = 1 << (n - 1).bit_length()
+    c = np.fft.irfft(np.fft.rfft(y, nfft) * np.conj(np.fft.rfft(ref, nfft)), nfft)
+    lags = np.concatenate((np.arange(0, max_lag + 1), np.arange(-max_lag, 0)))
+    vals = np.concatenate((c[: max_lag + 1], c[-max_lag:]))
+    return int(lags[int(np.argmax(vals))])
+
+
+def align(raw: np.ndarray, delay: int, n: int) -> np.ndarray:
+    """``raw[delay : delay + n]`` as float32, zero-padded at the end if ``raw`` is too short
+    (a negative ``delay`` pads at the start): the output sample that belongs to input sample
+    ``i`` lands at index ``i``."""
+    raw = np.asarray(raw, np.float32).reshape(-1)
+    out = np.zeros(n, np.float32)
+    lo = max(delay, 0)
+    seg = raw[lo : delay + n] if delay + n > 0 else raw[:0]
+    start = lo - delay
+    out[start : start + seg.size] = seg[: n - start]
+    return out
 
 
 def find_peer_onnx(venv: Path, package: str, name: str) -> Path | None:

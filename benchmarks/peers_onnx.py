@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from peer_models import DtlnStream, GtcrnStream, MtakdStream, find_peer_onnx, onnx_weights
+from peer_models import DtlnStream, GtcrnStream, MtakdStream, find_peer_onnx, onnx_weights, xcorr_lag
 
 SR = bc.SAMPLE_RATE
 
@@ -65,16 +65,6 @@ def time_pass(s, x: np.ndarray) -> dict:
 
 
 # ----------------------------------------------------------------------------- quality
-def xcorr_lag(ref: np.ndarray, y: np.ndarray, max_lag: int = 1024) -> int:
-    """Lag (samples) by which ``y`` trails ``ref``, by FFT cross-correlation within +-max_lag."""
-    n = ref.size + y.size
-    nfft = 1 << (n - 1).bit_length()
-    c = np.fft.irfft(np.fft.rfft(y, nfft) * np.conj(np.fft.rfft(ref, nfft)), nfft)
-    lags = np.concatenate((np.arange(0, max_lag + 1), np.arange(-max_lag, 0)))
-    vals = np.concatenate((c[: max_lag + 1], c[-max_lag:]))
-    return int(lags[int(np.argmax(vals))])
-
-
 def paired_files(root: Path, max_files: int | None) -> list[str]:
     names = sorted(p.name for p in (root / "noisy").iterdir() if p.suffix.lower() in (".wav", ".flac"))
     names = [n for n in names if (root / "clean" / n).is_file()]
