@@ -172,6 +172,8 @@ def test_silence_gives_nan_without_raising(clean):
     assert math.isnan(metrics.pesq_wb(z, z))
     assert math.isnan(metrics.pesq_wb(z, np.random.default_rng(0).standard_normal(2 * SR)))
     assert math.isnan(metrics.pesq_nb(z, z, 8000))
+    # a silent output against real speech (a model that mutes everything) is no score, not a crash
+    assert math.isnan(metrics.pesq_wb(clean[: 2 * SR], np.zeros(2 * SR)))
     assert math.isnan(metrics.pesq_wb(clean[:1600], clean[:1600]))  # < 0.25 s buffer
     r = metrics.evaluate_pair(z, z, SR)
     for k in ("pesq", "stoi", "estoi", "csig", "cbak", "covl"):

@@ -59,7 +59,9 @@ def _pesq(ref: np.ndarray, deg: np.ndarray, sr: int, mode: str) -> float:
     # a garbage run, and NaN/inf would propagate into the C code; both are "no score"
     if not (np.all(np.isfinite(ref)) and np.all(np.isfinite(deg))):
         return float("nan")
-    if max(np.max(np.abs(ref), initial=0.0), np.max(np.abs(deg), initial=0.0)) == 0.0:
+    # either side all zeros: no score (an all-zero output makes the package raise deep inside
+    # its level alignment, 'cannot convert float NaN to integer')
+    if min(np.max(np.abs(ref), initial=0.0), np.max(np.abs(deg), initial=0.0)) == 0.0:
         return float("nan")
     try:
         return float(pesq(sr, ref, deg, mode))
