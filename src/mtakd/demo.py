@@ -38,8 +38,9 @@ def _train(run_dir: Path, overrides: list[str]) -> Path:
     return best
 
 
-def run_demo(out: str | Path = "runs/demo") -> dict[str, dict]:
-    """Run the tiny pipeline in ``out`` (refuses a non-empty folder); returns the results."""
+def run_demo(out: str | Path = "runs/demo", data_root: str | None = "../shared/data") -> dict[str, dict]:
+    """Run the tiny pipeline in ``out`` (refuses a non-empty folder); returns the results.
+    ``data_root``: corpus for the shipped student's real example (skipped when absent)."""
     from .config import DataConfig
     from .data import build_devset
     from .evaluate import evaluate
@@ -63,7 +64,7 @@ def run_demo(out: str | Path = "runs/demo") -> dict[str, dict]:
         results[name] = evaluate(ck, out / "devset", out / f"{name}.csv", progress=False)
     print(comparison_table(results))
     print("[5/5] enhancing an example")
-    _enhance_examples(out, ckpts["student_mtakd"])
+    _enhance_examples(out, ckpts["student_mtakd"], data_root)
     print(f"demo finished in {time.time() - t_start:.0f} s; everything is in {out}")
     return results
 
@@ -78,24 +79,42 @@ def comparison_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def _enhance_examples(out: Path, student_ckpt: Path) -> None:
+def _example(out: Path, data_root: str | None) -> tuple[Path, Path, str]:
+    """(noisy, clean, description) of the example the shipped student enhances: a real dev
+    utterance in real dev noise at 5 dB when the corpus is at ``data_root``, else the first
+    synthetic dev file."""
+    from .config import DataConfig
+    from .corpus import DataError
+    from .data import build_devset
+
+    if data_root and Path(data_root).is_dir():
+        try:
+            build_devset(DataConfig(source="corpus", root=str(data_root)), out / "example", snrs=(5,), per_snr=1, seed=11)
+            noisy = sorted((out / "example" / "noisy").glob("*.wav"))[0]
+            return noisy, out / "example" / "clean" / noisy.name, f"real speech + real noise at 5 dB from {data_root}"
+        except DataError as e:
+            print(f"  (corpus at {data_root} not usable: {e}; using a synthetic example)")
+    noisy = sorted((out / "devset" / "noisy").glob("*.wav"))[0]
+    return noisy, out / "devset" / "clean" / noisy.name, "synthetic speech and noise"
+
+
+def _enhance_examples(out: Path, student_ckpt: Path, data_root: str | None = None) -> None:
     from .audio import load_audio
     from .batch import enhance_files
     from .metrics import evaluate_pair
 
-    noisy = sorted((out / "devset" / "noisy").glob("*.wav"))[0]
-    clean = out / "devset" / "clean" / noisy.name
-    models = {"demo student": student_ckpt}
+    synthetic = sorted((out / "devset" / "noisy").glob("*.wav"))[0]
+    jobs = [("demo student", student_ckpt, synthetic, out / "devset" / "clean" / synthetic.name, "synthetic speech and noise")]
     shipped = Path(__file__).parent / "pretrained" / "student.safetensors"
     if shipped.is_file():
-        models["shipped student"] = shipped
-    for label, ck in models.items():
+        jobs.append(("shipped student", shipped, *_example(out, data_root)))
+    for label, ck, noisy, clean, what in jobs:
         dest = out / ("enhanced_" + label.split()[0])
         enhance_files([noisy], dest, model=ck)
-        ref = load_audio(clean)[0]
-        before = evaluate_pair(ref, load_audio(noisy)[0], noisy=load_audio(noisy)[0])
-        after = evaluate_pair(ref, load_audio(dest / noisy.name)[0], noisy=load_audio(noisy)[0])
-        print(f"  {label}: {noisy.name} -> {dest / noisy.name}")
+        ref, x = load_audio(clean)[0], load_audio(noisy)[0]
+        before = evaluate_pair(ref, x, noisy=x)
+        after = evaluate_pair(ref, load_audio(dest / noisy.name)[0], noisy=x)
+        print(f"  {label} on {what}: {noisy} -> {dest / noisy.name}")
         print(f"    PESQ {before['pesq']:.2f} -> {after['pesq']:.2f}   STOI {before['stoi']:.3f} -> {after['stoi']:.3f}   "
               f"SI-SDR {before['si_sdr']:.1f} -> {after['si_sdr']:.1f} dB")
 
@@ -103,4 +122,6 @@ def _enhance_examples(out: Path, student_ckpt: Path) -> None:
 def register_cli(sub) -> None:
     p = sub.add_parser("demo", help="run the whole pipeline at tiny scale on generated audio")
     p.add_argument("--out", default="runs/demo", help="folder for everything the demo makes (must be empty)")
-    p.set_defaults(func=lambda a: (run_demo(a.out), 0)[1])
+    p.add_argument("--data", default="../shared/data",
+                   help="corpus root for the shipped student's real example (a synthetic one when absent)")
+    p.set_defaults(func=lambda a: (run_demo(a.out, a.data), 0)[1])

@@ -1,0 +1,33 @@
+"""The models shipped in mtakd/pretrained: present, small, loadable, the default of enhance()."""
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import mtakd
+from mtakd.checkpoint import load_checkpoint
+
+PRETRAINED = Path(mtakd.__file__).parent / "pretrained"
+
+
+def test_shipped_models_are_within_their_size_budgets():
+    student, teacher = PRETRAINED / "student.safetensors", PRETRAINED / "teacher.safetensors"
+    assert student.stat().st_size < 1_000_000
+    assert teacher.stat().st_size < 25_000_000
+    s_model, s_meta = load_checkpoint(student)[:2]
+    t_model, t_meta = load_checkpoint(teacher)[:2]
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert s_meta["model"]["name"] == "student" and t_meta["model"]["name"] == "teacher"
+    assert n(t_model) >= 20 * n(s_model)
+    assert (PRETRAINED / "MODEL_CARD.md").is_file()
+
+
+def test_enhance_defaults_to_the_shipped_student():
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    x = (0.1 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.02 * rng.standard_normal(16000)).astype(np.float32)
+    y = mtakd.enhance(x, sr=16000)
+    ref = mtakd.enhance(x, model=str(PRETRAINED / "student.safetensors"), sr=16000)
+    assert y.shape == x.shape and np.isfinite(y).all()
+    np.testing.assert_allclose(y, ref, atol=0)
+    assert torch.is_tensor(mtakd.enhance(torch.from_numpy(x), sr=16000))
