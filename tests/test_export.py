@@ -39,16 +39,19 @@ def test_step_export_equals_torch_step_over_50_frames(student, step_onnx):
     assert model_kind(sess) == "step"
     meta = sess.get_modelmeta().custom_metadata_map
     assert meta["model_name"] == "student" and meta["sample_rate"] == "16000"
+    # the student's graph (onnx_step) carries one (1, 1, H) state per GRU layer
+    assert [i.name for i in sess.get_inputs()] == ["frame", "state0", "state1"]
+    assert [o.name for o in sess.get_outputs()] == ["out", "state_out0", "state_out1"]
     graph = StepGraph(student).eval()
     state_t = student.initial_state(1)
-    state_o = state_t.numpy()
+    state_o = list(state_t.numpy())  # L arrays (1, H) -> reshaped below
     frames = _signal(50 * 320, seed=3).reshape(50, 1, 320)
     with torch.inference_mode():
         for f in frames:
             y_t, state_t = graph(torch.from_numpy(f), state_t)
-            y_o, state_o = sess.run(None, {"frame": f, "state": state_o})
+            y_o, *state_o = sess.run(None, {"frame": f, **{f"state{l}": s.reshape(1, 1, -1) for l, s in enumerate(state_o)}})
             assert np.abs(y_o - y_t.numpy()).max() <= 1e-4
-            assert np.abs(state_o - state_t.numpy()).max() <= 1e-4
+            assert np.abs(np.concatenate(state_o) - state_t.numpy()).max() <= 1e-4
 
 
 @pytest.mark.parametrize("name,args", [("student", {"hidden": 12, "input_size": 10}),

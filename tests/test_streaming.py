@@ -164,3 +164,18 @@ def test_ort_runtime_imports_without_torch():
     code = "import sys, mtakd.ort_runtime, mtakd.stream_cli; assert 'torch' not in sys.modules, 'torch imported'"
     r = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": src}, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_nan_hop_on_the_fast_path_leaves_the_stream_intact(student):
+    x = _signal(3200)
+    clean, s = StreamingEnhancer(student), StreamingEnhancer(student)
+    ya, yb = [], []
+    for i in range(0, x.size, HOP):  # one float32 hop per feed: HopFramer._feed_hop
+        ya.append(clean.feed(x[i : i + HOP]))
+        if i == 8 * HOP:
+            bad = x[i : i + HOP].copy()
+            bad[5] = np.nan
+            with pytest.raises(ValueError, match="NaN"):
+                s.feed(bad)
+        yb.append(s.feed(x[i : i + HOP]))
+    np.testing.assert_array_equal(np.concatenate(ya + [clean.flush()]), np.concatenate(yb + [s.flush()]))

@@ -4,12 +4,16 @@ Two kinds (stored as ``mtakd_kind`` in the ONNX metadata, with the model name/ar
 
 * ``step`` (causal models only): the whole per-hop pipeline, not just ``model.step``::
 
-      frame (1, 320) raw samples, state (L, 1, H) -> out (1, 320), state_out (L, 1, H)
+      frame (1, 320) raw samples, state(s) -> out (1, 320), new state(s)
 
   i.e. ``analyze_frame -> model.step -> apply_mask -> synthesize_frame`` in one graph. Why:
-  the runtime then needs no DFT of its own and makes one ``session.run`` per hop; framing and
+  the runtime then needs no DFT of its own and makes one onnxruntime run per hop; framing and
   overlap-add stay in numpy (``stft_np.HopFramer``), shared with the torch streamer. The
   DFT matrices are graph constants (~0.8 MB, more than the default student's weights).
+  For ``Student`` the graph is written node by node (``onnx_step``: 24 nodes instead of 61,
+  one ``(1, 1, H)`` state per GRU layer); any other causal model is traced from
+  ``onnx_graphs.StepGraph`` (one ``state (L, 1, H)``). Either way it is verified against the
+  traced torch ``StepGraph``.
 * ``offline`` (any model, teacher too): ``wav (1, N) -> enhanced (1, N)`` with dynamic ``N``,
   equal to ``inference.enhance_waveform``. ``STFT.forward`` frames with ``unfold``, which the
   exporter cannot handle for a dynamic length, so the graph frames by reshaping into hops
@@ -18,8 +22,8 @@ Two kinds (stored as ``mtakd_kind`` in the ONNX metadata, with the model name/ar
 
 Export uses torch's TorchScript exporter (``dynamo=False``): the dynamo exporter needs the
 ``onnxscript`` package, which mtakd does not depend on. ``quantize=True`` adds a dynamic int8
-copy (``<name>.int8.onnx``): MatMul weights (fc_in/fc_out) become int8; the GRU stays float
-(onnxruntime has no dynamically quantised GRU) and the DFT is kept float on purpose.
+copy (``<name>.int8.onnx``): MatMul/Gemm weights (fc_in/fc_out) become int8; the GRU stays
+float (onnxruntime has no dynamically quantised GRU) and the DFT is kept float on purpose.
 """
 from __future__ import annotations
 
@@ -114,12 +118,16 @@ def _verify(data: bytes, graph: nn.Module, model: nn.Module, kind: str) -> float
     with torch.inference_mode():
         if kind == "step":
             frames = (0.1 * rng.standard_normal((50, 1, N_FFT))).astype(np.float32)
-            st_t = model.initial_state(1)
-            st_o = st_t.numpy()
+            st_t = model.initial_state(1)  # (L, 1, H)
+            names = [i.name for i in sess.get_inputs()]
+            # one packed state (traced graph) or one (1, 1, H) state per layer (onnx_step)
+            split = len(names) > 2
+            st_o = list(np.split(st_t.numpy(), len(names) - 1)) if split else [st_t.numpy()]
             for f in frames:  # 50 frames, each backend carrying its own state
                 y_t, st_t = graph(torch.from_numpy(f), st_t)
-                y_o, st_o = sess.run(None, {"frame": f, "state": st_o})
-                diff = max(diff, float(np.abs(y_o - y_t.numpy()).max()), float(np.abs(st_o - st_t.numpy()).max()))
+                y_o, *st_o = sess.run(None, {"frame": f, **dict(zip(names[1:], st_o))})
+                diff = max(diff, float(np.abs(y_o - y_t.numpy()).max()),
+                           float(np.abs(np.concatenate(st_o) - st_t.numpy()).max()))
         else:
             for n in (SAMPLE_RATE + 37, SAMPLE_RATE // 4 + 3):  # two lengths: the axis is dynamic
                 x = (0.1 * rng.standard_normal((1, n))).astype(np.float32)
@@ -135,6 +143,7 @@ def onnx_bytes(model: nn.Module, kind: str = "step", opset: int = 17, verify: bo
     """Export ``model`` to ONNX in memory: ``(bytes with mtakd metadata, max abs diff or None)``."""
     import torch
 
+    from .models import Student
     from .onnx_graphs import OfflineGraph, StepGraph
 
     if kind not in KINDS:
@@ -145,9 +154,13 @@ def onnx_bytes(model: nn.Module, kind: str = "step", opset: int = 17, verify: bo
         from .streaming import check_streamable
 
         check_streamable(model)
-        graph = StepGraph(model).eval()
+        graph = StepGraph(model).eval()  # the reference the export is verified against
         args = (torch.zeros(1, N_FFT), model.initial_state(1))
         names = dict(input_names=["frame", "state"], output_names=["out", "state_out"])
+        if type(model) is Student:  # exactly the architecture onnx_step writes out
+            from .onnx_step import student_step_bytes
+
+            return _finish(student_step_bytes(model, opset), graph, model, kind, verify)
     else:
         graph = OfflineGraph(model).eval()
         args = (torch.zeros(1, SAMPLE_RATE // 10),)
@@ -157,7 +170,12 @@ def onnx_bytes(model: nn.Module, kind: str = "step", opset: int = 17, verify: bo
         warnings.simplefilter("ignore")  # legacy-exporter deprecation and tracer notes
         with torch.no_grad():
             torch.onnx.export(graph, args, buf, dynamo=False, opset_version=opset, do_constant_folding=True, **names)
-    data = _with_metadata(buf.getvalue(), _metadata(model, kind))
+    return _finish(buf.getvalue(), graph, model, kind, verify)
+
+
+def _finish(data: bytes, graph: nn.Module, model: nn.Module, kind: str, verify: bool) -> tuple[bytes, float | None]:
+    """Add the mtakd metadata and (optionally) verify against PyTorch."""
+    data = _with_metadata(data, _metadata(model, kind))
     diff = None
     if verify:
         diff = _verify(data, graph, model, kind)
@@ -177,13 +195,17 @@ def quantize_bytes(data: bytes) -> bytes:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from .onnx_step import DFT_PREFIX
+
     proto = onnx.load_from_string(data)
-    # the DFT matrices: constant B of shape (320, 161) or (161, 320); int8 would add audible noise
-    shapes = ((N_FFT, N_FFT // 2 + 1), (N_FFT // 2 + 1, N_FFT))
+    # the DFT matrices: int8 would add audible noise. onnx_step names its DFT nodes dft_*; in a
+    # traced graph they are the constants B of shape (N_FFT, 2F) or (2F, N_FFT)
+    shapes = ((N_FFT, N_FFT + 2), (N_FFT + 2, N_FFT))
     consts = {n.output[0] for n in proto.graph.node if n.op_type == "Constant" and n.attribute
               and n.attribute[0].name == "value" and tuple(n.attribute[0].t.dims) in shapes}
     consts |= {i.name for i in proto.graph.initializer if tuple(i.dims) in shapes}
-    dft = [n.name for n in proto.graph.node if n.op_type == "MatMul" and len(n.input) == 2 and n.input[1] in consts]
+    dft = [n.name for n in proto.graph.node if n.name.startswith(DFT_PREFIX)
+           or (n.op_type == "MatMul" and len(n.input) == 2 and n.input[1] in consts)]
     with tempfile.TemporaryDirectory() as d:
         src, dst = Path(d) / "f.onnx", Path(d) / "q.onnx"
         src.write_bytes(data)

@@ -14,9 +14,10 @@ multichannel files are averaged to mono.
 
 Two kinds of ONNX file (``mtakd_kind`` in the model metadata, see ``mtakd.export``):
 
-* ``step``: the per-hop pipeline ``frame (1, 320) raw samples, state (L, 1, H) ->
-  out (1, 320) windowed synthesis frame, state_out (L, 1, H)`` (DFT, model step, mask and
-  inverse DFT all inside the graph). ``OrtStreamingEnhancer`` adds the framing and
+* ``step``: the per-hop pipeline ``frame (1, 320) raw samples, state tensors -> out (1, 320)
+  windowed synthesis frame, new state tensors`` (DFT, model step, mask and inverse DFT all
+  inside the graph; the student's graph has one ``(1, 1, H)`` state per GRU layer, older or
+  traced ones a single ``(L, 1, H)``). ``OrtStreamingEnhancer`` adds the framing and
   overlap-add (``stft_np.HopFramer``), exactly as the torch streamer does.
 * ``offline``: ``wav (1, N) -> enhanced (1, N)``, dynamic ``N`` (any model, teacher too):
   ``OrtOfflineEnhancer``.
@@ -59,38 +60,71 @@ def model_kind(session) -> str:
     meta = session.get_modelmeta().custom_metadata_map
     if "mtakd_kind" in meta:
         return meta["mtakd_kind"]
-    names = [i.name for i in session.get_inputs()]
-    return "step" if names == ["frame", "state"] else "offline"
+    inputs = session.get_inputs()
+    return "step" if len(inputs) > 1 and inputs[0].name == "frame" else "offline"
 
 
 class OrtStepProcessor:
-    """``HopFramer`` processor running the ``step`` graph, one ``session.run`` per frame."""
+    """``HopFramer`` processor running the ``step`` graph, one onnxruntime run per frame.
+
+    Inputs ``frame`` then any number of state tensors; outputs ``out`` then the new states in
+    the same order. Runs through an ``IOBinding`` on preallocated numpy buffers, so per hop
+    nothing is allocated and no feed dict is built (``session.run`` measured ~25 us more per
+    hop, a fifth of the whole hop). The states ping-pong between two buffer sets, one
+    binding each (a graph may not read and write the same buffer); a failed run leaves the
+    current state as it was. The returned array is reused by the next call.
+    """
 
     def __init__(self, model, threads: int = 1):
         self.session = open_session(model, threads)
         if model_kind(self.session) != "step":
             raise ValueError("this ONNX file is not a step model; export one with 'mtakd export --kind step'")
-        frame_in, state_in = self.session.get_inputs()
-        if list(frame_in.shape) != [1, N_FFT]:
-            raise ValueError(f"step model expects frames {frame_in.shape}, mtakd streams (1, {N_FFT})")
-        self._state_shape = tuple(int(d) for d in state_in.shape)
-        self._names = (frame_in.name, state_in.name)
-        self._outputs = [o.name for o in self.session.get_outputs()]
-        self.state = np.zeros(self._state_shape, np.float32)
+        frame_in, *state_in = self.session.get_inputs()
+        out, *state_out = self.session.get_outputs()
+        if list(frame_in.shape) != [1, N_FFT] or list(out.shape) != [1, N_FFT]:
+            raise ValueError(f"step model maps frames {frame_in.shape} -> {out.shape}, mtakd streams (1, {N_FFT})")
+        shapes = [tuple(i.shape) for i in state_in]
+        if [tuple(o.shape) for o in state_out] != shapes or not all(isinstance(d, int) for s in shapes for d in s):
+            raise ValueError(f"step model states {shapes} -> {[o.shape for o in state_out]}: need the same fixed shapes")
+        f32 = np.float32
+        self._frame = np.zeros((1, N_FFT), f32)
+        self._out = np.zeros((1, N_FFT), f32)
+        self._states = [[np.zeros(s, f32) for s in shapes] for _ in range(2)]  # set j in, set 1-j out
+        self._bindings = []
+        for j in (0, 1):
+            b = self.session.io_binding()
+            b.bind_cpu_input(frame_in.name, self._frame)  # bound by address: refilled in place
+            for i, a in zip(state_in, self._states[j]):
+                b.bind_cpu_input(i.name, a)
+            for o, a in zip([out] + state_out, [self._out] + self._states[1 - j]):
+                b.bind_output(o.name, "cpu", 0, f32, list(a.shape), a.ctypes.data)
+            self._bindings.append(b)
+        self._cur = 0  # index of the binding whose inputs hold the current state
+
+    @property
+    def state(self) -> list[np.ndarray]:
+        """The current recurrent state tensors (views of internal buffers)."""
+        return self._states[self._cur]
 
     def reset(self) -> None:
-        self.state = np.zeros(self._state_shape, np.float32)
+        for a in self._states[0] + self._states[1]:
+            a.fill(0.0)
+        self._cur = 0
+
+    def _step(self) -> None:
+        self.session.run_with_iobinding(self._bindings[self._cur])
+        self._cur ^= 1
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        run, (fname, sname), outs = self.session.run, self._names, self._outputs
-        state = self.state
-        if frames.shape[0] == 1:
-            y, state = run(outs, {fname: np.ascontiguousarray(frames), sname: state})
-        else:
-            y = np.empty((frames.shape[0], N_FFT), np.float32)
-            for i in range(frames.shape[0]):
-                y[i : i + 1], state = run(outs, {fname: np.ascontiguousarray(frames[i : i + 1]), sname: state})
-        self.state = state
+        if frames.shape[0] == 1:  # the real-time case
+            self._frame[...] = frames
+            self._step()
+            return self._out
+        y = np.empty((frames.shape[0], N_FFT), np.float32)
+        for i in range(frames.shape[0]):
+            self._frame[0] = frames[i]
+            self._step()
+            y[i] = self._out[0]
         return y
 
 

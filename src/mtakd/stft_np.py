@@ -67,7 +67,8 @@ def synthesize_frame(spec: np.ndarray) -> np.ndarray:
 
 class FrameProcessor(Protocol):
     """What ``HopFramer`` drives: frames ``(k, N_FFT)`` float32 -> synthesis frames
-    ``(k, N_FFT)`` float32, in order, keeping any recurrent state inside; ``reset()``."""
+    ``(k, N_FFT)`` float32, in order, keeping any recurrent state inside; ``reset()``.
+    The result may be a buffer that the next call overwrites (``HopFramer`` consumes it at once)."""
 
     def __call__(self, frames: np.ndarray) -> np.ndarray: ...
 
@@ -92,9 +93,16 @@ def as_mono_float32(samples) -> np.ndarray:
         x = x.astype(np.float32)
     elif not x.flags.c_contiguous:
         x = np.ascontiguousarray(x)
-    if not math.isfinite(float(x.sum())) and not np.isfinite(x).all():
-        raise ValueError("input contains NaN or Inf samples")  # one NaN would poison the recurrent state for good
+    _check_finite(x)
     return x
+
+
+def _check_finite(x: np.ndarray) -> None:
+    """Raise on NaN/Inf: one would poison the recurrent state for good. ``x . x`` is non-finite
+    if any sample is (and ~1 us cheaper than ``sum`` on a hop); only then, or on overflow of a
+    huge but finite signal, does the exact element-wise check run."""
+    if not math.isfinite(float(np.dot(x, x))) and not np.isfinite(x).all():
+        raise ValueError("input contains NaN or Inf samples")
 
 
 class HopFramer:
@@ -110,6 +118,8 @@ class HopFramer:
 
     Chunks of any size are accepted. All complete frames of a chunk go to the processor in
     one call (so the DFT runs batched), at most ``max_frames`` at a time to bound memory.
+    The real-time case, one float32 hop per ``feed`` with nothing pending, takes a shorter
+    path with the same result (``_feed_hop``): at ~0.1 ms per hop, ten numpy calls matter.
     """
 
     def __init__(self, processor: FrameProcessor, max_frames: int = 1024):
@@ -152,6 +162,8 @@ class HopFramer:
     def feed(self, samples) -> np.ndarray:
         """Push 1-D float samples (numpy or torch, any length); return the newly completed
         enhanced samples (float32, possibly empty)."""
+        if type(samples) is np.ndarray and samples.shape == (HOP,) and samples.dtype == np.float32 and self._fill == HOP:
+            return self._feed_hop(samples)
         x = as_mono_float32(samples)
         self._n_in += x.size
         outs = []
@@ -166,6 +178,24 @@ class HopFramer:
             return np.zeros(0, dtype=np.float32)
         y = outs[0] if len(outs) == 1 else np.concatenate(outs)
         self._n_out += y.size
+        return y
+
+    def _feed_hop(self, x: np.ndarray) -> np.ndarray:
+        """``feed`` of exactly one hop when the buffer holds only the previous hop: the same
+        steps as ``feed`` + ``_run(1)`` with the bookkeeping of the general case left out."""
+        _check_finite(x)
+        buf = self._buf
+        buf[HOP:N_FFT] = x  # frame = previous hop + this hop
+        synth = self._proc(buf[None, :N_FFT])
+        buf[:HOP] = x  # this hop is the next frame's first half
+        self._n_in += HOP
+        self._frames += 1
+        if self._frames == 1:  # hop -1 (frame 0's first half) lies in the left padding
+            self._tail[:] = synth[0, HOP:]
+            return np.zeros(0, dtype=np.float32)
+        y = np.add(self._tail, synth[0, :HOP])
+        self._tail[:] = synth[0, HOP:]
+        self._n_out += HOP
         return y
 
     def flush(self) -> np.ndarray:

@@ -9,12 +9,16 @@ import torch
 
 #: power-law compression of magnitudes used as model input (level-robust, cheap)
 FEATURE_POWER = 0.3
+#: added to |X|^2 before compression (finite gradient, and silence maps to a fixed feature)
+FEATURE_EPS = 1e-10
+#: added to |raw|^2 inside the mask's magnitude (no 0/0 when the raw mask is exactly zero)
+MASK_EPS = 1e-10
 
 
 def compressed_magnitude(spec: torch.Tensor, power: float = FEATURE_POWER) -> torch.Tensor:
     """``(..., 2, F)`` or ``(B, 2, T, F)`` -> compressed magnitude with the channel dim removed."""
     ch = -3 if spec.dim() == 4 else -2
-    return ((spec * spec).sum(ch) + 1e-10) ** (0.5 * power)  # one Mul + ReduceSum in ONNX
+    return ((spec * spec).sum(ch) + FEATURE_EPS) ** (0.5 * power)  # one Mul + ReduceSum in ONNX
 
 
 def bounded_mask(raw: torch.Tensor, bound: float = 1.0, ch: int = -3) -> torch.Tensor:
@@ -23,7 +27,7 @@ def bounded_mask(raw: torch.Tensor, bound: float = 1.0, ch: int = -3) -> torch.T
     Bounding the magnitude (DCCRN's "E" mask) keeps the estimate stable early in training
     and makes the mask a suppressor (|M| < bound) as denoising needs.
     """
-    mag = torch.sqrt((raw * raw).sum(ch, keepdim=True) + 1e-10)
+    mag = torch.sqrt((raw * raw).sum(ch, keepdim=True) + MASK_EPS)
     return raw * (bound * torch.tanh(mag) / mag)
 
 

@@ -1,0 +1,155 @@
+"""The per-hop ONNX graph of the default student, written node by node for speed.
+
+``mtakd.export`` (``kind="step"``) builds this graph for ``Student`` instead of tracing
+``onnx_graphs.StepGraph``. Both compute the same pipeline (``analyze_frame -> Student.step ->
+apply_mask -> synthesize_frame``); the export checks this one against the traced torch
+reference on every export (``VERIFY_ATOL``) and the tests do so for several model sizes.
+
+Why by hand: at one thread a hop costs ~0.1 ms, and what onnxruntime spends on it is mostly
+per node (~1-2 us for each small node with the caches cold, as they are between hops;
+~5-20 us for each MatMul/Gemm/GRU), not arithmetic. The traced graph had 61 nodes (plus 49
+``Constant``), including Transpose/Squeeze/Unsqueeze/Split/Concat/Slice around the GRUs and
+the state; this one has 24 (onnxruntime fuses one more away), none of them for layout:
+
+* spectra are kept as ``(2, 1, F)`` (real/imag first) so the feature and mask reductions are
+  a single ``ReduceSumSquare`` over axis 0, and the GRU's ``(seq, batch, H)`` = ``(1, 1, H)``
+  is also its ``Y_h``, so layer ``l``'s ``Y_h`` feeds layer ``l+1`` and is the new state;
+* one state tensor per GRU layer (``state0``, ``state1``, ...; each ``(1, 1, H)``) instead of
+  one ``(L, 1, H)``: no Split/Concat (measured: a packed state cost 3-5 % more per hop);
+* the complex product of spectrum and mask is one broadcast ``Mul`` to ``(2, 2, 1, F)``
+  (all four real products) and a ``(2, 4)`` matmul that adds them up, so the synthesis
+  matrix is read once (the alternative, a ``(4F, N_FFT)`` synthesis matrix, reads twice
+  the bytes and was slower); ``mask_bound`` is folded into that small matrix;
+* PReLU with one slope is written as ``LeakyRelu``, which onnxruntime fuses into the
+  ``Gemm`` before it (``FusedGemm``).
+
+The GRU is onnxruntime's ``GRU`` op (``linear_before_reset=1`` is torch's formulation) on
+the ``nn.GRU`` parameters, gates reordered from torch's (r, z, n) to ONNX's (z, r, h). A
+hand-written cell (two Gemm + ~11 element-wise nodes per layer) measured slower. The
+dense DFT matmuls stay: a two-stage FFT written as matmuls needs ~16 more nodes and was
+slower, and folding the frame's symmetric halves (half the DFT bytes) was no faster. DFT
+nodes and constants are named ``dft_*`` so that int8 quantisation leaves them float.
+
+Interface (``mtakd_kind = "step"``): ``frame (1, N_FFT)``, ``state0 .. state{L-1}
+(1, 1, H)`` -> ``out (1, N_FFT)`` (windowed synthesis frame), ``state_out0 ..`` in the same
+order; ``mtakd.ort_runtime.OrtStepProcessor`` accepts any number of state tensors.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from .stft_np import N_FFT, N_FREQ, dft_matrices
+
+#: name prefix of the DFT nodes and constants (``export.quantize_bytes`` keeps them float)
+DFT_PREFIX = "dft_"
+
+
+def _gates_to_onnx(a: np.ndarray) -> np.ndarray:
+    """torch's gate blocks (r, z, n) along axis 0 -> ONNX's (z, r, h)."""
+    r, z, n = np.split(a, 3, axis=0)
+    return np.concatenate((z, r, n), axis=0)
+
+
+class _Graph:
+    """Tiny helper: float32/int64 constants and nodes with generated names."""
+
+    def __init__(self):
+        self.nodes, self.inits, self._n = [], [], 0
+
+    def const(self, name: str, value, dtype=np.float32) -> str:
+        from onnx import numpy_helper
+
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(np.asarray(value, dtype=dtype)), name))
+        return name
+
+    def shape(self, name: str, *dims: int) -> str:
+        return self.const(name, dims, np.int64)
+
+    def node(self, op: str, inputs: list[str], out: str | None = None, name: str | None = None, **attrs) -> str:
+        from onnx import helper
+
+        self._n += 1
+        out = out or f"{op.lower()}_{self._n}"
+        self.nodes.append(helper.make_node(op, inputs, [out], name=name or f"{op}_{self._n}", **attrs))
+        return out
+
+
+def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size: int, hidden: int,
+                       layers: int, mask_bound: float, opset: int = 17):
+    """The step graph of a ``Student`` as an ``onnx.ModelProto``.
+
+    ``params``: the model's ``state_dict`` as float numpy arrays (``fc_in.weight (I, F)``,
+    ``act.weight (1,)`` or ``(I,)``, ``gru.weight_ih_l{l} (3H, I or H)``, ``gru.weight_hh_l{l}
+    (3H, H)``, ``gru.bias_*_l{l} (3H,)``, ``fc_out.weight (2F, H)``, ``fc_out.bias (2F,)``).
+    """
+    from onnx import TensorProto, checker, helper
+
+    from .models.common import FEATURE_EPS, FEATURE_POWER, MASK_EPS  # (imports torch)
+
+    if n_freq != N_FREQ:
+        raise ValueError(f"the step graph is built for the STFT's {N_FREQ} bins, the model has {n_freq}")
+    p = {k: np.asarray(v, dtype=np.float32) for k, v in params.items()}
+    F, H = n_freq, hidden
+    fwd, inv = dft_matrices(N_FFT)  # (N_FFT, 2F), (2F, N_FFT)
+    g = _Graph()
+
+    # ---- analysis and input features: frame (1, N_FFT) -> spec (2, 1, F) -> feat (1, F)
+    spec = g.node("MatMul", ["frame", g.const("dft_fwd", fwd)], name="dft_analysis")
+    spec = g.node("Reshape", [spec, g.shape("shape_spec", 2, 1, F)], "spec")
+    ss = g.node("ReduceSumSquare", [spec], axes=[0], keepdims=0)  # |X|^2 (1, F)
+    feat = g.node("Pow", [g.node("Add", [ss, g.const("feature_eps", FEATURE_EPS)]),
+                          g.const("feature_exp", 0.5 * FEATURE_POWER)], "feat")
+    x = g.node("Gemm", [feat, g.const("fc_in_w", p["fc_in.weight"]), g.const("fc_in_b", p["fc_in.bias"])], transB=1)
+    slope = p["act.weight"].reshape(-1)
+    if slope.size == 1:  # shared slope: LeakyRelu, fused into the Gemm by onnxruntime
+        x = g.node("LeakyRelu", [x], alpha=float(slope[0]))
+    else:
+        x = g.node("PRelu", [x, g.const("prelu_slope", slope)])
+    x = g.node("Reshape", [x, g.shape("shape_gru_in", 1, 1, input_size)], "gru_in")  # (seq, batch, I)
+
+    # ---- recurrent layers: Y_h (1, 1, H) is the new state and the next layer's input
+    for l in range(layers):
+        w = _gates_to_onnx(p[f"gru.weight_ih_l{l}"])[None]
+        r = _gates_to_onnx(p[f"gru.weight_hh_l{l}"])[None]
+        b = np.concatenate((_gates_to_onnx(p[f"gru.bias_ih_l{l}"]), _gates_to_onnx(p[f"gru.bias_hh_l{l}"])))[None]
+        g.nodes.append(helper.make_node(
+            "GRU", [x, g.const(f"gru{l}_w", w), g.const(f"gru{l}_r", r), g.const(f"gru{l}_b", b), "", f"state{l}"],
+            ["", f"state_out{l}"], name=f"GRU_l{l}", hidden_size=H, linear_before_reset=1))
+        x = f"state_out{l}"
+
+    # ---- bounded complex mask: raw (2, 1, 1, F), mask = raw * tanh|raw| / |raw|
+    h = g.node("Reshape", [x, g.shape("shape_head_in", 1, H)])
+    raw = g.node("Gemm", [h, g.const("fc_out_w", p["fc_out.weight"]), g.const("fc_out_b", p["fc_out.bias"])], transB=1)
+    raw = g.node("Reshape", [raw, g.shape("shape_raw", 2, 1, 1, F)], "raw")
+    mag = g.node("Sqrt", [g.node("Add", [g.node("ReduceSumSquare", [raw], axes=[0], keepdims=1),
+                                         g.const("mask_eps", MASK_EPS)])], "mask_mag")
+    mask = g.node("Mul", [raw, g.node("Div", [g.node("Tanh", [mag]), mag])], "mask")
+
+    # ---- apply the mask and synthesise: prod[a, b] = mask[a] * spec[b] (2, 2, 1, F)
+    prod = g.node("Reshape", [g.node("Mul", [spec, mask]), g.shape("shape_prod", 4, F)])
+    # rows of prod: mr*sr, mr*si, mi*sr, mi*si -> real = mr*sr - mi*si, imag = mr*si + mi*sr
+    mix = mask_bound * np.array([[1.0, 0.0, 0.0, -1.0], [0.0, 1.0, 1.0, 0.0]])
+    masked = g.node("MatMul", [g.const("dft_mask_mix", mix), prod], name="dft_mask_mix")  # (2, F)
+    masked = g.node("Reshape", [masked, g.shape("shape_masked", 1, 2 * F)])
+    g.node("MatMul", [masked, g.const("dft_inv", inv)], out="out", name="dft_synthesis")
+
+    f32 = TensorProto.FLOAT
+    inputs = [helper.make_tensor_value_info("frame", f32, [1, N_FFT])]
+    inputs += [helper.make_tensor_value_info(f"state{l}", f32, [1, 1, H]) for l in range(layers)]
+    outputs = [helper.make_tensor_value_info("out", f32, [1, N_FFT])]
+    outputs += [helper.make_tensor_value_info(f"state_out{l}", f32, [1, 1, H]) for l in range(layers)]
+    model = helper.make_model(helper.make_graph(g.nodes, "mtakd_student_step", inputs, outputs, g.inits),
+                              opset_imports=[helper.make_opsetid("", opset)], producer_name="mtakd")
+    model.ir_version = min(model.ir_version, 8)  # loadable by older onnxruntime releases too
+    checker.check_model(model)
+    return model
+
+
+def student_step_bytes(model, opset: int = 17) -> bytes:
+    """Serialized step graph of a torch ``Student`` (parameters copied, model untouched)."""
+    cfg = model.cfg
+    params = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
+    proto = student_step_model(params, cfg.n_freq, cfg.input_size, cfg.hidden, cfg.layers, cfg.mask_bound, opset)
+    return proto.SerializeToString()
