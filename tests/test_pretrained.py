@@ -31,3 +31,19 @@ def test_enhance_defaults_to_the_shipped_student():
     assert y.shape == x.shape and np.isfinite(y).all()
     np.testing.assert_allclose(y, ref, atol=0)
     assert torch.is_tensor(mtakd.enhance(torch.from_numpy(x), sr=16000))
+
+
+def test_demo_example_falls_back_to_generated_audio_without_a_corpus(tmp_path, capsys):
+    """make demo on a fresh machine (no ../shared/data): the shipped student gets a synthetic example."""
+    from mtakd.config import DataConfig
+    from mtakd.data import build_devset
+    from mtakd.demo import _example
+
+    build_devset(DataConfig(source="synthetic"), tmp_path / "devset", snrs=(0,), per_snr=1, seed=7)
+    noisy, clean, what = _example(tmp_path, str(tmp_path / "no_corpus_here"))
+    assert noisy.is_file() and clean.is_file() and noisy.parent.parent == tmp_path / "devset"
+    assert what == "synthetic speech and noise"
+    # a folder that exists but is no corpus: one note, then the same fallback
+    (tmp_path / "empty").mkdir()
+    assert _example(tmp_path, str(tmp_path / "empty"))[2] == "synthetic speech and noise"
+    assert "not usable" in capsys.readouterr().out
