@@ -42,8 +42,11 @@ run_line() {  # name, mtakd arguments
   echo "[ -f '$dir/DONE' ] || { $PY -m mtakd $* --run-dir '$dir' $resume --no-progress >> '$dir.log' 2>&1 && touch '$dir/DONE'; }"
 }
 
+# unknown variant names fail before anything is trained
+for v in $VARIANTS; do variant_args "$v" > /dev/null || exit 2; done
+
 # 1. the teacher
-eval "$(run_line teacher train-teacher -c configs/teacher.yaml $COMMON ${TEACHER_ARGS:-})"
+eval "$(run_line teacher train-teacher -c configs/teacher.yaml $COMMON ${TEACHER_ARGS:-})" || true
 [ -f "$RUNS/teacher/DONE" ] || { echo "teacher failed: see $RUNS/teacher.log" >&2; exit 1; }
 
 # 2. the students, JOBS at a time

@@ -23,7 +23,8 @@ def test_unknown_key_rejected_with_its_name(tmp_path):
 
 
 @pytest.mark.parametrize("override,msg", [("optim.lr=fast", "number"), ("optim.epochs=1.5", "integer"),
-                                          ("loss.tf_weight=maybe", "true or false"), ("optim", "key.subkey=value")])
+                                          ("loss.tf_weight=maybe", "true or false"), ("optim", "key.subkey=value"),
+                                          ("model.args={input_size:", "not valid YAML.*one key at a time")])
 def test_type_errors(override, msg):
     with pytest.raises(ConfigError, match=msg):
         load_config(TrainConfig, None, [override])

@@ -220,7 +220,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if not isinstance(node, dict):
                 raise ConfigError(f"override '{item}': '{p}' is not a section")
         # model.args is a free-form mapping: keep its nested keys, everything else is checked later
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            # e.g. an unquoted 'model.args={a: 1, b: 2}' split by the shell into several words
+            raise ConfigError(f"override '{item}': the value is not valid YAML ({str(e).splitlines()[0]}); "
+                              "quote the whole override, or set one key at a time (model.args.hidden=64)") from None
     return data
 
 
