@@ -139,6 +139,19 @@ class TrainConfig:
 
 
 # ----------------------------------------------------------------------------- loading
+def positive_int(text: str) -> int:
+    """``argparse`` type for counts such as ``--hops``: an integer >= 1, else a usage error."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got '{text}'")
+    return value
+
+
 def _is_dataclass_type(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 

@@ -108,9 +108,14 @@ class OverlapChunker:
 
 # ----------------------------------------------------------------------------- models
 class Engine:
-    """A loaded model on a backend; ``stream()`` gives a fresh ``feed``/``flush`` processor."""
+    """A loaded model on a backend; ``stream()`` gives a fresh ``feed``/``flush`` processor.
 
-    def __init__(self, model, backend: str = "torch"):
+    ``hops``: when a causal torch model is exported for onnxruntime here, the step graph's hops
+    per run (``export.onnx_bytes``; K > 1 adds ``(K - 1) * 10 ms`` of stream latency). An
+    ``.onnx`` file keeps its own.
+    """
+
+    def __init__(self, model, backend: str = "torch", hops: int = 1):
         from .ort_runtime import OrtOfflineEnhancer, OrtStreamingEnhancer, model_kind, open_session
         from .streaming import StreamingEnhancer, resolve_torch_model
 
@@ -133,7 +138,8 @@ class Engine:
                     return
                 from .export import onnx_bytes
 
-                session = open_session(onnx_bytes(net, "step" if self.causal else "offline")[0])
+                kind = "step" if self.causal else "offline"
+                session = open_session(onnx_bytes(net, kind, hops=hops if self.causal else 1)[0])
         except ImportError as e:
             raise ConfigError(str(e)) from None
         except (ValueError, FileNotFoundError) as e:
@@ -165,7 +171,7 @@ def open_onnx(open_session, path):
 _PATH_CACHE: dict[tuple, Engine] = {}
 
 
-def get_engine(model=None, backend: str = "torch") -> Engine:
+def get_engine(model=None, backend: str = "torch", hops: int = 1) -> Engine:
     """Engine for a model, a checkpoint/ONNX path, or None (the shipped default).
 
     Paths are cached (the key includes mtime and size, so a rewritten file is reloaded).
@@ -176,7 +182,7 @@ def get_engine(model=None, backend: str = "torch") -> Engine:
     if isinstance(model, Engine):
         return model
     if isinstance(model, nn.Module):
-        return Engine(model, backend)
+        return Engine(model, backend, hops)
     if model is None:
         if not DEFAULT_MODEL.is_file():
             raise CheckpointError("no model is shipped with mtakd yet (mtakd/pretrained/student.safetensors is missing); "
@@ -186,9 +192,9 @@ def get_engine(model=None, backend: str = "torch") -> Engine:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such model file; check the path")
     st = path.stat()
-    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, backend)
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, backend, hops)
     if key not in _PATH_CACHE:
-        _PATH_CACHE[key] = Engine(path, backend)
+        _PATH_CACHE[key] = Engine(path, backend, hops)
     return _PATH_CACHE[key]
 
 

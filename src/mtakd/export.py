@@ -14,6 +14,13 @@ Two kinds (stored as ``mtakd_kind`` in the ONNX metadata, with the model name/ar
   one ``(1, 1, H)`` state per GRU layer); any other causal model is traced from
   ``onnx_graphs.StepGraph`` (one ``state (L, 1, H)``). Either way it is verified against the
   traced torch ``StepGraph``.
+
+  ``hops=K`` (``mtakd export --hops K``, recorded as ``mtakd_hops``) makes the graph take K
+  consecutive frames per run, ``frame (K, 320) -> out (K, 320)``: onnxruntime's fixed cost
+  per run (and the Python around it, and reading the DFT matrices into cache) is then paid
+  once per K hops. The price is latency: the runtime can only run a group once its last hop
+  has arrived, so the stream's delay grows by ``(K - 1) * 10 ms`` (``HopFramer``). K = 1
+  (the default) is the one-hop graph.
 * ``offline`` (any model, teacher too): ``wav (1, N) -> enhanced (1, N)`` with dynamic ``N``,
   equal to ``inference.enhance_waveform``. ``STFT.forward`` frames with ``unfold``, which the
   exporter cannot handle for a dynamic length, so the graph frames by reshaping into hops
@@ -42,6 +49,7 @@ import numpy as np
 
 from . import __version__
 from .atomic import write_bytes_atomic
+from .config import positive_int
 from .stft_np import HOP, N_FFT, SAMPLE_RATE
 
 if TYPE_CHECKING:  # torch is imported inside the functions: the CLI must start fast
@@ -80,17 +88,20 @@ def _test_signal(n: int, seed: int = 0) -> np.ndarray:
     return (0.05 * voiced * env + 0.01 * rng.standard_normal(n)).astype(np.float32)
 
 
-def _metadata(model: nn.Module, kind: str) -> dict[str, str]:
+def _metadata(model: nn.Module, kind: str, hops: int) -> dict[str, str]:
     from .models import model_args, model_name
 
     try:
         name, args = model_name(model), model_args(model)
     except (ValueError, AttributeError, TypeError):
         name, args = type(model).__name__, {}
-    return {
+    meta = {
         "mtakd_kind": kind, "mtakd_version": __version__, "model_name": name, "model_args": json.dumps(args),
         "sample_rate": str(SAMPLE_RATE), "n_fft": str(N_FFT), "hop": str(HOP),
     }
+    if kind == "step":  # frames per run; the runtime also reads it from the input shape
+        meta["mtakd_hops"] = str(hops)
+    return meta
 
 
 def _with_metadata(data: bytes, meta: dict[str, str]) -> bytes:
@@ -105,8 +116,9 @@ def _with_metadata(data: bytes, meta: dict[str, str]) -> bytes:
     return proto.SerializeToString()
 
 
-def _verify(data: bytes, graph: nn.Module, model: nn.Module, kind: str) -> float:
-    """Max abs difference between onnxruntime and PyTorch on random audio."""
+def _verify(data: bytes, graph: nn.Module, model: nn.Module, kind: str, hops: int = 1) -> float:
+    """Max abs difference between onnxruntime and PyTorch on random audio (step: 50 runs of
+    ``hops`` frames each, state carried)."""
     import torch
 
     from .inference import enhance_waveform
@@ -117,13 +129,13 @@ def _verify(data: bytes, graph: nn.Module, model: nn.Module, kind: str) -> float
     diff = 0.0
     with torch.inference_mode():
         if kind == "step":
-            frames = (0.1 * rng.standard_normal((50, 1, N_FFT))).astype(np.float32)
+            frames = (0.1 * rng.standard_normal((50, hops, N_FFT))).astype(np.float32)
             st_t = model.initial_state(1)  # (L, 1, H)
             names = [i.name for i in sess.get_inputs()]
             # one packed state (traced graph) or one (1, 1, H) state per layer (onnx_step)
             split = len(names) > 2
             st_o = list(np.split(st_t.numpy(), len(names) - 1)) if split else [st_t.numpy()]
-            for f in frames:  # 50 frames, each backend carrying its own state
+            for f in frames:  # 50 runs, each backend carrying its own state
                 y_t, st_t = graph(torch.from_numpy(f), st_t)
                 y_o, *st_o = sess.run(None, {"frame": f, **dict(zip(names[1:], st_o))})
                 diff = max(diff, float(np.abs(y_o - y_t.numpy()).max()),
@@ -139,8 +151,10 @@ def _verify(data: bytes, graph: nn.Module, model: nn.Module, kind: str) -> float
     return diff
 
 
-def onnx_bytes(model: nn.Module, kind: str = "step", opset: int = 17, verify: bool = True) -> tuple[bytes, float | None]:
-    """Export ``model`` to ONNX in memory: ``(bytes with mtakd metadata, max abs diff or None)``."""
+def onnx_bytes(model: nn.Module, kind: str = "step", opset: int = 17, verify: bool = True,
+               hops: int = 1) -> tuple[bytes, float | None]:
+    """Export ``model`` to ONNX in memory: ``(bytes with mtakd metadata, max abs diff or None)``.
+    ``hops``: frames per run of a step graph (see the module docstring); offline graphs: 1."""
     import torch
 
     from .models import Student
@@ -148,19 +162,23 @@ def onnx_bytes(model: nn.Module, kind: str = "step", opset: int = 17, verify: bo
 
     if kind not in KINDS:
         raise ExportError(f"unknown export kind '{kind}'; choose one of {', '.join(KINDS)}")
+    if isinstance(hops, bool) or not isinstance(hops, int) or hops < 1:
+        raise ExportError(f"hops must be an integer >= 1, got {hops!r}")
+    if hops != 1 and kind != "step":
+        raise ExportError("hops applies to step graphs only (an offline graph takes the whole waveform)")
     # a private CPU copy in eval mode: the caller's model keeps its device and mode
     model = copy.deepcopy(model).cpu().eval()
     if kind == "step":
         from .streaming import check_streamable
 
         check_streamable(model)
-        graph = StepGraph(model).eval()  # the reference the export is verified against
-        args = (torch.zeros(1, N_FFT), model.initial_state(1))
+        graph = StepGraph(model, hops).eval()  # the reference the export is verified against
+        args = (torch.zeros(hops, N_FFT), model.initial_state(1))
         names = dict(input_names=["frame", "state"], output_names=["out", "state_out"])
         if type(model) is Student:  # exactly the architecture onnx_step writes out
             from .onnx_step import student_step_bytes
 
-            return _finish(student_step_bytes(model, opset), graph, model, kind, verify)
+            return _finish(student_step_bytes(model, opset, hops), graph, model, kind, verify, hops)
     else:
         graph = OfflineGraph(model).eval()
         args = (torch.zeros(1, SAMPLE_RATE // 10),)
@@ -170,15 +188,16 @@ def onnx_bytes(model: nn.Module, kind: str = "step", opset: int = 17, verify: bo
         warnings.simplefilter("ignore")  # legacy-exporter deprecation and tracer notes
         with torch.no_grad():
             torch.onnx.export(graph, args, buf, dynamo=False, opset_version=opset, do_constant_folding=True, **names)
-    return _finish(buf.getvalue(), graph, model, kind, verify)
+    return _finish(buf.getvalue(), graph, model, kind, verify, hops)
 
 
-def _finish(data: bytes, graph: nn.Module, model: nn.Module, kind: str, verify: bool) -> tuple[bytes, float | None]:
+def _finish(data: bytes, graph: nn.Module, model: nn.Module, kind: str, verify: bool,
+            hops: int = 1) -> tuple[bytes, float | None]:
     """Add the mtakd metadata and (optionally) verify against PyTorch."""
-    data = _with_metadata(data, _metadata(model, kind))
+    data = _with_metadata(data, _metadata(model, kind, hops))
     diff = None
     if verify:
-        diff = _verify(data, graph, model, kind)
+        diff = _verify(data, graph, model, kind, hops)
         if not diff <= VERIFY_ATOL:
             raise ExportError(f"ONNX {kind} export does not match PyTorch: max abs diff {diff:.3g} > {VERIFY_ATOL:g}")
     return data, diff
@@ -232,12 +251,14 @@ def export_onnx(
     verify: bool = True,
     overwrite: bool = False,
     quantize: bool = False,
+    hops: int = 1,
 ) -> ExportResult:
     """Export a checkpoint path or model to ``out_path`` (atomic; see the module docstring).
 
     Refuses (``FileExistsError``) to replace an existing file unless ``overwrite=True``;
     raises ``ExportError`` when the onnxruntime output differs from PyTorch by more than
     ``VERIFY_ATOL``. With ``quantize=True`` also writes ``quantized_path(out_path)``.
+    ``hops``: frames per run of a step graph (adds ``(hops - 1) * 10 ms`` of stream latency).
     """
     out = Path(out_path)
     targets = [out] + ([quantized_path(out)] if quantize else [])
@@ -252,7 +273,7 @@ def export_onnx(
         model = load_model(ckpt_or_model)
     else:
         model = ckpt_or_model
-    data, diff = onnx_bytes(model, kind, opset, verify)
+    data, diff = onnx_bytes(model, kind, opset, verify, hops)
     write_bytes_atomic(out, data)
     result = ExportResult(path=out, kind=kind, size_bytes=out.stat().st_size, max_abs_diff=diff)
     if quantize:
@@ -270,9 +291,12 @@ def export_onnx(
 def cmd_export(args) -> int:
     import sys
 
+    if args.hops != 1 and args.kind != "step":
+        print("mtakd: error: --hops applies to --kind step only (an offline graph takes the whole waveform)", file=sys.stderr)
+        return 2
     try:
         r = export_onnx(args.checkpoint, args.output, kind=args.kind, opset=args.opset, verify=not args.no_verify,
-                        overwrite=args.overwrite, quantize=args.quantize)
+                        overwrite=args.overwrite, quantize=args.quantize, hops=args.hops)
     except FileExistsError as e:
         print(f"mtakd: error: {e}", file=sys.stderr)
         return 2
@@ -293,6 +317,10 @@ def register_cli(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="output .onnx file")
     p.add_argument("--kind", choices=KINDS, default="step",
                    help="step: per-hop streaming graph (causal students); offline: whole waveform, any model")
+    p.add_argument("--hops", type=positive_int, default=1, metavar="K",
+                   help="step graphs: process K consecutive 10 ms hops per onnxruntime run (default 1). Less "
+                        "overhead per hop, but the stream's latency grows by (K-1) x 10 ms: 20 ms at K=1, "
+                        "30 ms at K=2, 50 ms at K=4")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--quantize", action="store_true", help="also write a dynamic int8 copy <name>.int8.onnx")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")

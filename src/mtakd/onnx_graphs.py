@@ -10,15 +10,27 @@ from .stft import HOP, N_FFT, STFT, apply_mask
 
 
 class StepGraph(nn.Module):
-    """Per-hop pipeline: ``forward(frame (1, N_FFT), state (L,1,H)) -> (out (1, N_FFT), state)``."""
+    """Per-hop pipeline, ``hops`` (K) consecutive frames per call:
+    ``forward(frame (K, N_FFT), state (L,1,H)) -> (out (K, N_FFT), state)``.
 
-    def __init__(self, model: nn.Module):
+    The reference every step export is verified against, and the graph traced for causal
+    models that ``onnx_step`` does not write by hand (the K steps are unrolled in the trace).
+    """
+
+    def __init__(self, model: nn.Module, hops: int = 1):
         super().__init__()
-        self.model, self.stft = model, STFT()
+        self.model, self.stft, self.hops = model, STFT(), int(hops)
 
     def forward(self, frame: torch.Tensor, state: torch.Tensor):
-        spec = self.stft.analyze_frame(frame)  # (1, 2, F)
-        mask, state = self.model.step(spec, state)
+        spec = self.stft.analyze_frame(frame)  # (K, 2, F)
+        if self.hops == 1:  # (the graph traced before multi-hop graphs existed, unchanged)
+            mask, state = self.model.step(spec, state)
+        else:
+            masks = []
+            for k in range(self.hops):  # the recurrence is sequential; the DFTs are batched
+                m, state = self.model.step(spec[k : k + 1], state)
+                masks.append(m)
+            mask = torch.cat(masks)
         return self.stft.synthesize_frame(apply_mask(spec, mask)), state
 
 

@@ -33,6 +33,14 @@ nodes and constants are named ``dft_*`` so that int8 quantisation leaves them fl
 Interface (``mtakd_kind = "step"``): ``frame (1, N_FFT)``, ``state0 .. state{L-1}
 (1, 1, H)`` -> ``out (1, N_FFT)`` (windowed synthesis frame), ``state_out0 ..`` in the same
 order; ``mtakd.ort_runtime.OrtStepProcessor`` accepts any number of state tensors.
+
+Multi-hop graphs (``hops=K``, metadata ``mtakd_hops``): ``frame (K, N_FFT)`` holds K
+consecutive frames and ``out (K, N_FFT)`` their synthesis frames; the states are still
+``(1, 1, H)``, carried through the K steps by the GRU op itself (its sequence axis), while
+the DFT, feature, head and mask nodes each run once on all K frames. What a run costs
+besides arithmetic (per-node dispatch, the Python and IOBinding call, bringing the ~0.8 MB
+of DFT matrices into cache) is thus paid once per K hops; the runtime has to wait for the
+K-th hop before it can run, which adds ``(K - 1)`` hops of latency (``stft_np.HopFramer``).
 """
 from __future__ import annotations
 
@@ -77,12 +85,16 @@ class _Graph:
 
 
 def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size: int, hidden: int,
-                       layers: int, mask_bound: float, opset: int = 17):
-    """The step graph of a ``Student`` as an ``onnx.ModelProto``.
+                       layers: int, mask_bound: float, opset: int = 17, hops: int = 1):
+    """The step graph of a ``Student`` as an ``onnx.ModelProto``, ``hops`` (K) frames per run.
 
     ``params``: the model's ``state_dict`` as float numpy arrays (``fc_in.weight (I, F)``,
     ``act.weight (1,)`` or ``(I,)``, ``gru.weight_ih_l{l} (3H, I or H)``, ``gru.weight_hh_l{l}
     (3H, H)``, ``gru.bias_*_l{l} (3H,)``, ``fc_out.weight (2F, H)``, ``fc_out.bias (2F,)``).
+    ``frame (K, N_FFT)``, ``state{l} (1, 1, H)`` -> ``out (K, N_FFT)``, ``state_out{l}``.
+    ``hops=1`` is the measured one-hop graph described above; ``hops=K > 1`` keeps the frame
+    index first in every tensor (see ``_tensor_shapes``) and adds one Reshape per GRU layer
+    but the last (the layer's ``Y (K, 1, 1, H)`` is the next layer's ``X (K, 1, H)``).
     """
     from onnx import TensorProto, checker, helper
 
@@ -90,15 +102,18 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
 
     if n_freq != N_FREQ:
         raise ValueError(f"the step graph is built for the STFT's {N_FREQ} bins, the model has {n_freq}")
+    if not (isinstance(hops, int) and hops >= 1):
+        raise ValueError(f"hops must be an integer >= 1, got {hops!r}")
     p = {k: np.asarray(v, dtype=np.float32) for k, v in params.items()}
-    F, H = n_freq, hidden
+    F, H, K = n_freq, hidden, hops
+    sh = _tensor_shapes(K, F)
     fwd, inv = dft_matrices(N_FFT)  # (N_FFT, 2F), (2F, N_FFT)
     g = _Graph()
 
-    # ---- analysis and input features: frame (1, N_FFT) -> spec (2, 1, F) -> feat (1, F)
-    spec = g.node("MatMul", ["frame", g.const("dft_fwd", fwd)], name="dft_analysis")
-    spec = g.node("Reshape", [spec, g.shape("shape_spec", 2, 1, F)], "spec")
-    ss = g.node("ReduceSumSquare", [spec], axes=[0], keepdims=0)  # |X|^2 (1, F)
+    # ---- analysis and input features: frame (K, N_FFT) -> spec -> feat (K, F)
+    spec = g.node("MatMul", ["frame", g.const("dft_fwd", fwd)], name="dft_analysis")  # (K, 2F)
+    spec = g.node("Reshape", [spec, g.shape("shape_spec", *sh["spec"])], "spec")
+    ss = g.node("ReduceSumSquare", [spec], axes=sh["spec_axes"], keepdims=0)  # |X|^2 (K, F)
     feat = g.node("Pow", [g.node("Add", [ss, g.const("feature_eps", FEATURE_EPS)]),
                           g.const("feature_exp", 0.5 * FEATURE_POWER)], "feat")
     x = g.node("Gemm", [feat, g.const("fc_in_w", p["fc_in.weight"]), g.const("fc_in_b", p["fc_in.bias"])], transB=1)
@@ -107,38 +122,45 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
         x = g.node("LeakyRelu", [x], alpha=float(slope[0]))
     else:
         x = g.node("PRelu", [x, g.const("prelu_slope", slope)])
-    x = g.node("Reshape", [x, g.shape("shape_gru_in", 1, 1, input_size)], "gru_in")  # (seq, batch, I)
+    x = g.node("Reshape", [x, g.shape("shape_gru_in", K, 1, input_size)], "gru_in")  # (seq, batch, I)
 
-    # ---- recurrent layers: Y_h (1, 1, H) is the new state and the next layer's input
+    # ---- recurrent layers over the K frames. Y_h (1, 1, H) is the new state; with K = 1 it is
+    # also the whole output sequence, so it feeds the next layer directly (no Y, no Reshape)
     for l in range(layers):
         w = _gates_to_onnx(p[f"gru.weight_ih_l{l}"])[None]
         r = _gates_to_onnx(p[f"gru.weight_hh_l{l}"])[None]
         b = np.concatenate((_gates_to_onnx(p[f"gru.bias_ih_l{l}"]), _gates_to_onnx(p[f"gru.bias_hh_l{l}"])))[None]
+        y = "" if K == 1 else f"gru{l}_y"  # Y (K, 1, 1, H)
         g.nodes.append(helper.make_node(
             "GRU", [x, g.const(f"gru{l}_w", w), g.const(f"gru{l}_r", r), g.const(f"gru{l}_b", b), "", f"state{l}"],
-            ["", f"state_out{l}"], name=f"GRU_l{l}", hidden_size=H, linear_before_reset=1))
-        x = f"state_out{l}"
+            [y, f"state_out{l}"], name=f"GRU_l{l}", hidden_size=H, linear_before_reset=1))
+        if K == 1:
+            x = f"state_out{l}"
+        elif l < layers - 1:
+            x = g.node("Reshape", [y, g.shape(f"shape_gru{l}_y", K, 1, H)])
+        else:
+            x = y
 
-    # ---- bounded complex mask: raw (2, 1, 1, F), mask = raw * tanh|raw| / |raw|
-    h = g.node("Reshape", [x, g.shape("shape_head_in", 1, H)])
+    # ---- bounded complex mask: raw (K or 2, ...), mask = raw * tanh|raw| / |raw|
+    h = g.node("Reshape", [x, g.shape("shape_head_in", K, H)])
     raw = g.node("Gemm", [h, g.const("fc_out_w", p["fc_out.weight"]), g.const("fc_out_b", p["fc_out.bias"])], transB=1)
-    raw = g.node("Reshape", [raw, g.shape("shape_raw", 2, 1, 1, F)], "raw")
-    mag = g.node("Sqrt", [g.node("Add", [g.node("ReduceSumSquare", [raw], axes=[0], keepdims=1),
+    raw = g.node("Reshape", [raw, g.shape("shape_raw", *sh["raw"])], "raw")
+    mag = g.node("Sqrt", [g.node("Add", [g.node("ReduceSumSquare", [raw], axes=sh["raw_axes"], keepdims=1),
                                          g.const("mask_eps", MASK_EPS)])], "mask_mag")
     mask = g.node("Mul", [raw, g.node("Div", [g.node("Tanh", [mag]), mag])], "mask")
 
-    # ---- apply the mask and synthesise: prod[a, b] = mask[a] * spec[b] (2, 2, 1, F)
-    prod = g.node("Reshape", [g.node("Mul", [spec, mask]), g.shape("shape_prod", 4, F)])
+    # ---- apply the mask and synthesise: prod[.., a, b, ..] = mask[a] * spec[b] (4 products per bin)
+    prod = g.node("Reshape", [g.node("Mul", [spec, mask]), g.shape("shape_prod", *sh["prod"])])
     # rows of prod: mr*sr, mr*si, mi*sr, mi*si -> real = mr*sr - mi*si, imag = mr*si + mi*sr
     mix = mask_bound * np.array([[1.0, 0.0, 0.0, -1.0], [0.0, 1.0, 1.0, 0.0]])
-    masked = g.node("MatMul", [g.const("dft_mask_mix", mix), prod], name="dft_mask_mix")  # (2, F)
-    masked = g.node("Reshape", [masked, g.shape("shape_masked", 1, 2 * F)])
-    g.node("MatMul", [masked, g.const("dft_inv", inv)], out="out", name="dft_synthesis")
+    masked = g.node("MatMul", [g.const("dft_mask_mix", mix), prod], name="dft_mask_mix")  # (2, F) or (K, 2, F)
+    masked = g.node("Reshape", [masked, g.shape("shape_masked", K, 2 * F)])
+    g.node("MatMul", [masked, g.const("dft_inv", inv)], out="out", name="dft_synthesis")  # (K, N_FFT)
 
     f32 = TensorProto.FLOAT
-    inputs = [helper.make_tensor_value_info("frame", f32, [1, N_FFT])]
+    inputs = [helper.make_tensor_value_info("frame", f32, [K, N_FFT])]
     inputs += [helper.make_tensor_value_info(f"state{l}", f32, [1, 1, H]) for l in range(layers)]
-    outputs = [helper.make_tensor_value_info("out", f32, [1, N_FFT])]
+    outputs = [helper.make_tensor_value_info("out", f32, [K, N_FFT])]
     outputs += [helper.make_tensor_value_info(f"state_out{l}", f32, [1, 1, H]) for l in range(layers)]
     model = helper.make_model(helper.make_graph(g.nodes, "mtakd_student_step", inputs, outputs, g.inits),
                               opset_imports=[helper.make_opsetid("", opset)], producer_name="mtakd")
@@ -147,9 +169,25 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
     return model
 
 
-def student_step_bytes(model, opset: int = 17) -> bytes:
-    """Serialized step graph of a torch ``Student`` (parameters copied, model untouched)."""
+def _tensor_shapes(hops: int, n_freq: int) -> dict:
+    """Layouts of the spectrum, raw mask and product, and the (real, imag) reduction axes.
+
+    One hop: real/imag first, ``spec (2, 1, F)``, ``raw (2, 1, 1, F)``, ``prod (2, 2, 1, F) ->
+    (4, F)`` (the measured layout above). K hops: the frame first, as the analysis MatMul and
+    the head Gemm produce it (a real/imag-first layout would need Transposes):
+    ``spec (K, 1, 2, F)``, ``raw (K, 2, 1, F)``, ``prod (K, 2, 2, F) -> (K, 4, F)``; the
+    ``(2, 4)`` mix matrix then broadcasts over K to ``(K, 2, F)``.
+    """
+    F, K = n_freq, hops
+    if K == 1:
+        return {"spec": (2, 1, F), "spec_axes": [0], "raw": (2, 1, 1, F), "raw_axes": [0], "prod": (4, F)}
+    return {"spec": (K, 1, 2, F), "spec_axes": [1, 2], "raw": (K, 2, 1, F), "raw_axes": [1], "prod": (K, 4, F)}
+
+
+def student_step_bytes(model, opset: int = 17, hops: int = 1) -> bytes:
+    """Serialized step graph (``hops`` frames per run) of a torch ``Student`` (parameters
+    copied, model untouched)."""
     cfg = model.cfg
     params = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
-    proto = student_step_model(params, cfg.n_freq, cfg.input_size, cfg.hidden, cfg.layers, cfg.mask_bound, opset)
+    proto = student_step_model(params, cfg.n_freq, cfg.input_size, cfg.hidden, cfg.layers, cfg.mask_bound, opset, hops)
     return proto.SerializeToString()

@@ -14,11 +14,13 @@ multichannel files are averaged to mono.
 
 Two kinds of ONNX file (``mtakd_kind`` in the model metadata, see ``mtakd.export``):
 
-* ``step``: the per-hop pipeline ``frame (1, 320) raw samples, state tensors -> out (1, 320)
-  windowed synthesis frame, new state tensors`` (DFT, model step, mask and inverse DFT all
+* ``step``: the per-hop pipeline ``frame (K, 320) raw samples, state tensors -> out (K, 320)
+  windowed synthesis frames, new state tensors`` (DFT, model step, mask and inverse DFT all
   inside the graph; the student's graph has one ``(1, 1, H)`` state per GRU layer, older or
-  traced ones a single ``(L, 1, H)``). ``OrtStreamingEnhancer`` adds the framing and
-  overlap-add (``stft_np.HopFramer``), exactly as the torch streamer does.
+  traced ones a single ``(L, 1, H)``). K, the hops per run (``mtakd export --hops K``,
+  metadata ``mtakd_hops``), is 1 unless chosen; K > 1 adds ``(K - 1) * 10 ms`` of latency.
+  ``OrtStreamingEnhancer`` adds the framing and overlap-add (``stft_np.HopFramer``, which
+  hands the processor whole groups of K frames), exactly as the torch streamer does.
 * ``offline``: ``wav (1, N) -> enhanced (1, N)``, dynamic ``N`` (any model, teacher too):
   ``OrtOfflineEnhancer``.
 """
@@ -65,7 +67,9 @@ def model_kind(session) -> str:
 
 
 class OrtStepProcessor:
-    """``HopFramer`` processor running the ``step`` graph, one onnxruntime run per frame.
+    """``HopFramer`` processor running the ``step`` graph, one onnxruntime run per ``hops``
+    frames: ``frames (k, N_FFT) -> (k, N_FFT)`` with ``k`` a multiple of ``hops`` (the graph's
+    ``frame`` input is ``(hops, N_FFT)``; ``HopFramer`` groups and pads accordingly).
 
     Inputs ``frame`` then any number of state tensors; outputs ``out`` then the new states in
     the same order. Runs through an ``IOBinding`` on preallocated numpy buffers, so per hop
@@ -81,14 +85,20 @@ class OrtStepProcessor:
             raise ValueError("this ONNX file is not a step model; export one with 'mtakd export --kind step'")
         frame_in, *state_in = self.session.get_inputs()
         out, *state_out = self.session.get_outputs()
-        if list(frame_in.shape) != [1, N_FFT] or list(out.shape) != [1, N_FFT]:
-            raise ValueError(f"step model maps frames {frame_in.shape} -> {out.shape}, mtakd streams (1, {N_FFT})")
+        k = frame_in.shape[0]
+        if not (isinstance(k, int) and k >= 1 and list(frame_in.shape) == list(out.shape) == [k, N_FFT]):
+            raise ValueError(f"step model maps frames {frame_in.shape} -> {out.shape}, mtakd streams (K, {N_FFT})")
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get("mtakd_hops", str(k)) != str(k):
+            raise ValueError(f"step model metadata says {meta['mtakd_hops']} hops per run, its input takes {k}")
+        #: frames per onnxruntime run (``HopFramer`` reads it to group the frames)
+        self.hops = k
         shapes = [tuple(i.shape) for i in state_in]
         if [tuple(o.shape) for o in state_out] != shapes or not all(isinstance(d, int) for s in shapes for d in s):
             raise ValueError(f"step model states {shapes} -> {[o.shape for o in state_out]}: need the same fixed shapes")
         f32 = np.float32
-        self._frame = np.zeros((1, N_FFT), f32)
-        self._out = np.zeros((1, N_FFT), f32)
+        self._frame = np.zeros((k, N_FFT), f32)
+        self._out = np.zeros((k, N_FFT), f32)
         self._states = [[np.zeros(s, f32) for s in shapes] for _ in range(2)]  # set j in, set 1-j out
         self._bindings = []
         for j in (0, 1):
@@ -116,15 +126,18 @@ class OrtStepProcessor:
         self._cur ^= 1
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        if frames.shape[0] == 1:  # the real-time case
+        k, n = self.hops, frames.shape[0]
+        if n == k:  # the real-time case: one group of hops
             self._frame[...] = frames
             self._step()
             return self._out
-        y = np.empty((frames.shape[0], N_FFT), np.float32)
-        for i in range(frames.shape[0]):
-            self._frame[0] = frames[i]
+        if n % k:
+            raise ValueError(f"this step model takes frames in groups of {k}, got {n} frames")
+        y = np.empty((n, N_FFT), np.float32)
+        for i in range(0, n, k):
+            self._frame[...] = frames[i : i + k]
             self._step()
-            y[i] = self._out[0]
+            y[i : i + k] = self._out
         return y
 
 

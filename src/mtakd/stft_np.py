@@ -68,7 +68,9 @@ def synthesize_frame(spec: np.ndarray) -> np.ndarray:
 class FrameProcessor(Protocol):
     """What ``HopFramer`` drives: frames ``(k, N_FFT)`` float32 -> synthesis frames
     ``(k, N_FFT)`` float32, in order, keeping any recurrent state inside; ``reset()``.
-    The result may be a buffer that the next call overwrites (``HopFramer`` consumes it at once)."""
+    The result may be a buffer that the next call overwrites (``HopFramer`` consumes it at once).
+    An optional ``hops`` attribute (default 1) says that ``k`` must be a multiple of it
+    (``ort_runtime.OrtStepProcessor`` on a multi-hop graph)."""
 
     def __call__(self, frames: np.ndarray) -> np.ndarray: ...
 
@@ -120,17 +122,31 @@ class HopFramer:
     one call (so the DFT runs batched), at most ``max_frames`` at a time to bound memory.
     The real-time case, one float32 hop per ``feed`` with nothing pending, takes a shorter
     path with the same result (``_feed_hop``): at ~0.1 ms per hop, ten numpy calls matter.
+
+    Groups: a processor with ``hops = K > 1`` takes frames only in multiples of K, so frames
+    wait until their group of K is complete (``flush`` zero-pads the last group; the padded
+    frames only touch samples past the end, which are dropped). The output is the same
+    samples, returned in bursts of K hops, and ``delay_samples`` grows by ``(K - 1) * HOP``.
+    One-hop feeds take ``_feed_group_hop``: a copy into the buffer, and a run per K-th hop.
     """
 
     def __init__(self, processor: FrameProcessor, max_frames: int = 1024):
         if max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {max_frames}")
         self._proc = processor
+        self._group = k = int(getattr(processor, "hops", 1))
+        if k < 1:
+            raise ValueError(f"processor.hops must be >= 1, got {k}")
         self._max_new = max_frames * HOP
-        # holds HOP samples of history + < HOP pending + one slice of new input; preallocated so
-        # the hot path never grows it
-        self._buf = np.zeros(2 * HOP + self._max_new + N_FFT, dtype=np.float32)
+        # holds HOP samples of history + < K*HOP pending + one slice of new input, or at flush
+        # up to 2K padded frames; preallocated so the hot path never grows it
+        self._buf = np.zeros((2 * k + 1) * HOP + self._max_new + N_FFT, dtype=np.float32)
         self._tail = np.zeros(HOP, dtype=np.float32)  # second half of the last synthesis frame
+        # the K overlapping frames at the start of the buffer (the buffer is never reallocated,
+        # so this view stays valid; as_strided per call costs more than a small matmul)
+        self._group_frames = np.lib.stride_tricks.as_strided(
+            self._buf, shape=(k, N_FFT), strides=(HOP * self._buf.itemsize, self._buf.itemsize))
+        self._fast = self._feed_hop if k == 1 else self._feed_group_hop
         self.reset()
 
     def reset(self) -> None:
@@ -144,12 +160,20 @@ class HopFramer:
         self._proc.reset()
 
     @property
+    def hops(self) -> int:
+        """Frames per processor call (K): 1, or the hops of a multi-hop ONNX step graph."""
+        return self._group
+
+    @property
     def delay_samples(self) -> int:
-        """Latency of the stream in samples: ``N_FFT`` (320 = 20 ms at 16 kHz). With hop-sized
-        I/O, output hop ``j`` is returned by the feed of input hop ``j+1``; played out from
+        """Latency of the stream in samples: ``N_FFT + (K - 1) * HOP`` (K = ``hops``; 320 =
+        20 ms at 16 kHz for K = 1, 30 ms for K = 2, 50 ms for K = 4). With hop-sized I/O and
+        K = 1, output hop ``j`` is returned by the feed of input hop ``j+1``; played out from
         then on, each sample comes exactly ``N_FFT`` samples after it was captured (plus
-        compute time). This is ``stft.ALGORITHMIC_LATENCY_SAMPLES``."""
-        return N_FFT
+        compute time); this is ``stft.ALGORITHMIC_LATENCY_SAMPLES``. With K > 1 it comes with
+        the feed that completes its group, up to ``K - 1`` hops later; a steady playout must
+        wait for the worst case."""
+        return N_FFT + (self._group - 1) * HOP
 
     @property
     def samples_in(self) -> int:
@@ -162,8 +186,8 @@ class HopFramer:
     def feed(self, samples) -> np.ndarray:
         """Push 1-D float samples (numpy or torch, any length); return the newly completed
         enhanced samples (float32, possibly empty)."""
-        if type(samples) is np.ndarray and samples.shape == (HOP,) and samples.dtype == np.float32 and self._fill == HOP:
-            return self._feed_hop(samples)
+        if type(samples) is np.ndarray and samples.shape == (HOP,) and samples.dtype == np.float32 and self._fill % HOP == 0:
+            return self._fast(samples)  # hop-aligned buffer (K = 1: nothing pending)
         x = as_mono_float32(samples)
         self._n_in += x.size
         outs = []
@@ -171,7 +195,7 @@ class HopFramer:
             part = x[start : start + self._max_new]
             self._buf[self._fill : self._fill + part.size] = part
             self._fill += part.size
-            k = (self._fill - HOP) // HOP  # complete frames in the buffer
+            k = (self._fill - HOP) // HOP // self._group * self._group  # complete groups of frames
             if k:
                 outs.append(self._run(k))
         if not outs:
@@ -198,15 +222,29 @@ class HopFramer:
         self._n_out += HOP
         return y
 
+    def _feed_group_hop(self, x: np.ndarray) -> np.ndarray:
+        """``feed`` of exactly one hop with K > 1 and a hop-aligned buffer (history + < K
+        pending hops): store it; only the hop that completes a group runs the processor."""
+        _check_finite(x)
+        fill = self._fill
+        self._buf[fill : fill + HOP] = x
+        self._fill = fill + HOP
+        self._n_in += HOP
+        if fill < self._group * HOP:  # the group's last hop is still to come
+            return np.zeros(0, dtype=np.float32)
+        y = self._run(self._group)
+        self._n_out += y.size
+        return y
+
     def flush(self) -> np.ndarray:
-        """Zero-pad the last frames, return the remaining samples, and ``reset()``: the total
-        output length equals the total input length."""
+        """Zero-pad the last frames (up to a whole group), return the remaining samples, and
+        ``reset()``: the total output length equals the total input length."""
         n = self._n_in
         if n == 0:
             self.reset()
             return np.zeros(0, dtype=np.float32)
         total_frames = -(-n // HOP) + 1  # stft.STFT.num_frames
-        k = total_frames - self._frames
+        k = -(-(total_frames - self._frames) // self._group) * self._group
         end = HOP + k * HOP
         self._buf[self._fill : end] = 0.0
         self._fill = end
@@ -219,6 +257,8 @@ class HopFramer:
         buf = self._buf
         if k == 1:  # the real-time case; as_strided costs more than a whole small matmul
             frames = buf[None, :N_FFT]
+        elif k == self._group:  # one group (the real-time case with K > 1)
+            frames = self._group_frames
         else:  # frame i = buf[i*HOP : i*HOP + N_FFT]: an overlapping strided view, no copy
             frames = np.lib.stride_tricks.as_strided(buf, shape=(k, N_FFT), strides=(HOP * buf.itemsize, buf.itemsize))
         synth = self._proc(frames)  # (k, N_FFT)

@@ -8,6 +8,9 @@ as soon as it is complete (flushing stdout), e.g.::
 
 At EOF the last frames are flushed, so the output has exactly as many samples as the input
 and equals the offline enhancement (within int16 rounding), delayed in time by 20 ms.
+``--backend onnxruntime --hops K`` runs K hops per onnxruntime call (less overhead per hop)
+and delays the output by ``(K - 1) * 10 ms`` more; a step ``.onnx`` file brings its own K
+(``mtakd export --hops K``).
 ``--format wav`` reads a WAV stream (16 kHz mono 16-bit) and writes one whose header has
 "unknown" sizes (0xFFFFFFFF), as streaming tools do. ``--mic`` runs microphone -> speakers
 with the optional ``sounddevice`` package.
@@ -24,7 +27,7 @@ import sys
 
 import numpy as np
 
-from .config import ConfigError
+from .config import ConfigError, positive_int
 from .stft_np import HOP, SAMPLE_RATE
 
 READ_BYTES = 2 * HOP  # one hop of s16le
@@ -118,7 +121,9 @@ def run_mic(streamer) -> None:
     except ImportError:
         raise ConfigError("--mic needs the optional 'sounddevice' package (pip install sounddevice); or pipe audio: "
                           "arecord -f S16_LE -r 16000 -c 1 -t raw | mtakd stream ... | aplay -f S16_LE -r 16000 -c 1") from None
-    queue = np.zeros(HOP, np.float32)  # one hop of silence: feed() returns its first hop one call late
+    # silence to cover the stream's delay: feed() returns its first hop one call late (K hops
+    # per run: up to K calls late, then K hops at once), so the queue never runs dry
+    queue = np.zeros(streamer.delay_samples - HOP, np.float32)
 
     def callback(indata, outdata, frames, _time, status):
         nonlocal queue
@@ -133,31 +138,38 @@ def run_mic(streamer) -> None:
             sd.sleep(1000)
 
 
-def make_streamer(model, backend: str):
-    """A fresh streamer; an ``.onnx`` model on onnxruntime takes the torch-free path."""
+def make_streamer(model, backend: str, hops: int | None = None):
+    """A fresh streamer; an ``.onnx`` model on onnxruntime takes the torch-free path.
+    ``hops``: onnxruntime hops per run (None: the file's own, or 1 for a checkpoint)."""
+    if hops not in (None, 1) and backend != "onnxruntime":
+        raise ConfigError("--hops needs --backend onnxruntime (the torch backend steps one hop at a time)")
     if backend == "onnxruntime" and isinstance(model, str) and model.lower().endswith(".onnx"):
         if not os.path.isfile(model):
             raise ConfigError(f"{model}: no such ONNX file; check the path")
         try:
             from .ort_runtime import OrtStreamingEnhancer
 
-            return OrtStreamingEnhancer(model)
+            streamer = OrtStreamingEnhancer(model)
         except (ImportError, ValueError) as e:
             raise ConfigError(f"{model}: {' '.join(str(e).split())}") from None
         except Exception as e:  # noqa: BLE001 - onnxruntime's InvalidProtobuf, Fail, ... are not ValueErrors
             first = (str(e).strip().splitlines() or [type(e).__name__])[-1]
             raise ConfigError(f"{model}: not a loadable ONNX model ({' '.join(first.split())}); "
                               "export one with 'mtakd export'") from None
+        if hops is not None and streamer.hops != hops:
+            raise ConfigError(f"{model}: this step graph runs {streamer.hops} hop(s) per call, not {hops}; "
+                              f"re-export it with 'mtakd export --hops {hops}' (or leave --hops out)")
+        return streamer
     from .enhancement import get_engine
 
-    engine = get_engine(model, backend)
+    engine = get_engine(model, backend, hops or 1)
     if not engine.causal:
         raise ConfigError("this model is not causal (the teacher looks ahead) and cannot stream; use a student, or 'mtakd enhance'")
     return engine.stream()
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    streamer = make_streamer(args.model, args.backend)
+    streamer = make_streamer(args.model, args.backend, args.hops)
     if args.mic:
         run_mic(streamer)
         return 0
@@ -173,6 +185,9 @@ def cmd_stream(args: argparse.Namespace) -> int:
 def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", help="student checkpoint (.safetensors) or step ONNX file; default: the shipped student")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
+    p.add_argument("--hops", type=positive_int, metavar="K",
+                   help="onnxruntime: K 10 ms hops per run (default: the .onnx file's own, else 1). Less CPU per hop, "
+                        "but (K-1) x 10 ms more latency: 20 ms at K=1, 30 ms at K=2, 50 ms at K=4")
     p.add_argument("--format", choices=("s16le", "wav"), default="s16le", help="stdin/stdout container (default: raw PCM)")
     p.add_argument("--mic", action="store_true", help="live microphone -> speakers (needs the 'sounddevice' package)")
     p.set_defaults(func=cmd_stream)

@@ -11,7 +11,9 @@ through ``mtakd.ort_runtime.OrtStepProcessor`` with the same framing; given a to
 checkpoint instead of an ``.onnx`` file, the step graph is exported in memory first. Code that
 must not import torch at all uses ``mtakd.ort_runtime.OrtStreamingEnhancer`` directly.
 
-Latency: ``delay_samples`` (= ``N_FFT``, 320 samples, 20 ms) -- see ``HopFramer``.
+Latency: ``delay_samples`` (= ``N_FFT``, 320 samples, 20 ms) -- see ``HopFramer``. A multi-hop
+ONNX step graph (``hops=K``, ``mtakd export --hops K``) runs K hops per onnxruntime call and
+adds ``(K - 1) * 10 ms`` to that; the output samples are the same.
 """
 from __future__ import annotations
 
@@ -97,32 +99,44 @@ class StreamingEnhancer(HopFramer):
     ``model_or_path``: a causal model (with ``step``), an mtakd checkpoint path, or, for
     ``backend="onnxruntime"``, an ``.onnx`` step model from ``mtakd export``.
     ``threads``: onnxruntime intra-op threads (the torch backend uses torch's setting).
+    ``hops``: onnxruntime only, hops per run (K). ``None``: an ``.onnx`` file's own K, or 1 when
+    a model is exported in memory; an ``.onnx`` file must have been exported with the K asked
+    for. K > 1 trades ``(K - 1) * 10 ms`` more latency (``delay_samples``) for less overhead.
     """
 
-    def __init__(self, model_or_path, backend: str = "torch", max_frames: int = 1024, threads: int = 1):
+    def __init__(self, model_or_path, backend: str = "torch", max_frames: int = 1024, threads: int = 1,
+                 hops: int | None = None):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
+        if hops is not None and (isinstance(hops, bool) or not isinstance(hops, int) or hops < 1):
+            raise ValueError(f"hops must be an integer >= 1, got {hops!r}")
         self.backend = backend
         if backend == "torch":
+            if hops not in (None, 1):
+                raise ValueError("hops > 1 needs backend='onnxruntime' (it groups onnxruntime runs; torch steps one hop at a time)")
             self.model = resolve_torch_model(model_or_path)
             proc = TorchStepProcessor(self.model)
         else:
             from .ort_runtime import OrtStepProcessor
 
-            src = ort_step_source(model_or_path)
+            src = ort_step_source(model_or_path, hops or 1)
+            name = src if isinstance(src, (str, os.PathLike)) else "the exported model"
             try:
                 proc = OrtStepProcessor(src, threads=threads)
             except (ImportError, ValueError, FileNotFoundError):
                 raise
             except Exception as e:  # noqa: BLE001 - onnxruntime's errors are not ValueErrors
                 first = (str(e).strip().splitlines() or [type(e).__name__])[-1]
-                name = src if isinstance(src, (str, os.PathLike)) else "the exported model"
                 raise ValueError(f"{name}: not a loadable ONNX model ({first}); export one with 'mtakd export'") from None
+            if hops is not None and proc.hops != hops:  # (only a given ONNX file can differ)
+                raise ValueError(f"{name}: this step graph runs {proc.hops} hop(s) per call, not {hops}; "
+                                 f"re-export it with 'mtakd export --hops {hops}'")
         super().__init__(proc, max_frames=max_frames)
 
 
-def ort_step_source(model_or_path):
-    """An ``.onnx`` path as is; a causal torch model or checkpoint -> step-graph ONNX bytes."""
+def ort_step_source(model_or_path, hops: int = 1):
+    """An ``.onnx`` path (or bytes) as is; a causal torch model or checkpoint -> step-graph ONNX
+    bytes with ``hops`` frames per run."""
     if isinstance(model_or_path, (str, os.PathLike)) and Path(model_or_path).suffix.lower() == ".onnx":
         return model_or_path
     if isinstance(model_or_path, (bytes, bytearray)):
@@ -131,4 +145,4 @@ def ort_step_source(model_or_path):
     check_streamable(model)
     from .export import onnx_bytes
 
-    return onnx_bytes(model, kind="step")[0]
+    return onnx_bytes(model, kind="step", hops=hops)[0]
