@@ -13,7 +13,8 @@ noise at 5 dB, or ``--wav FILE``):
   dynamic int8 (``quantize=True``);
 * student, onnxruntime, streaming with K = 2 and K = 4 hops per run (``export_onnx(...,
   hops=K)``, ``mtakd export --hops K``): less overhead per hop, ``(K - 1) * 10 ms`` more latency;
-* student, onnxruntime, offline (``export_onnx(kind="offline")``).
+* student, onnxruntime, offline (``export_onnx(kind="offline")``);
+* teacher, onnxruntime, offline (the like-for-like speed ratio).
 
 Everything runs at one thread: ``torch.set_num_threads(1)`` (and one inter-op thread),
 onnxruntime sessions with ``intra_op_num_threads=1``, ``inter_op_num_threads=1``, sequential
@@ -182,6 +183,9 @@ def build_systems(args, tmp: Path, notes: list[str]):
                                  OrtStreamingEnhancer(bc.onnx_session(multi.path)), HOP))
     ort_off = OrtOfflineEnhancer(bc.onnx_session(off.path))
     systems.append(Offline("student", "onnxruntime offline", ort_off, n_frames))
+    if "teacher" in models:  # the like-for-like comparison: both models on onnxruntime, offline
+        t_off = export_onnx(ckpts["teacher"], tmp / "teacher_offline.onnx", kind="offline")
+        systems.append(Offline("teacher", "onnxruntime offline", OrtOfflineEnhancer(bc.onnx_session(t_off.path)), n_frames))
     return systems, eff, ckpts
 
 
@@ -252,6 +256,7 @@ def main(argv=None) -> int:
     ort_stream = find("student", "onnxruntime streaming")
     teacher = find("teacher", "PyTorch offline")
     ratios = {}
+    t_ort = find("teacher", "onnxruntime offline")
     if teacher:
         for r in results:
             if r["model"] == "student":
@@ -269,6 +274,10 @@ def main(argv=None) -> int:
         targets.append(("student (onnxruntime streaming) >= 10x faster than the teacher (best-of RTF)", r >= 10, f"{r:.1f}x"))
         r = ratios["PyTorch offline"]["best"]
         targets.append(("student (PyTorch offline) >= 10x faster than the teacher (best-of RTF)", r >= 10, f"{r:.1f}x"))
+    if t_ort:
+        r = t_ort["rtf_best"] / find("student", "onnxruntime offline")["rtf_best"]
+        targets.append(("student >= 10x faster than the teacher, like for like (both onnxruntime offline, best-of RTF)",
+                        r >= 10, f"{r:.1f}x"))
 
     # ---------------------------------------------------------------- report
     L = ["## Speed at one thread (`benchmarks/speed.py`)", ""]
