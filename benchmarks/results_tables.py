@@ -22,13 +22,14 @@ LABEL = {"pesq": "PESQ-WB", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR"
          "csig": "CSIG", "cbak": "CBAK", "covl": "COVL"}
 DIGITS = {"pesq": 3, "stoi": 3, "estoi": 3, "si_sdr": 2, "si_sdr_i": 2, "csig": 2, "cbak": 2, "covl": 2}
 #: report order; names not listed follow, sorted
-ORDER = ["teacher", "a_none", "b_fixed", "c_fixed_tf", "d_mtakd_tf", "e_mtakd_gate",
+ORDER = ["teacher", "a_none", "b_fixed", "c_fixed_tf", "d_mtakd_tf", "e_mtakd_gate", "f_mtakd_terr",
          "student_none", "student_fixed", "student_fixed_tf", "student_mtakd", "student_mtakd_gate"]
 #: single-seed run names of the first results (before the <variant>_s<seed> layout)
 LEGACY_ROLE = {"student_none": "a", "student_fixed": "b", "student_fixed_tf": "c",
                "student_mtakd": "d", "student_mtakd_gate": "e"}
 ROLE_TEXT = {"a": "(a) no KD", "b": "(b) fixed-weight KD", "c": "(c) fixed-weight KD + T-F weighting",
-             "d": "(d) mtakd + T-F weighting", "e": "(e) mtakd + T-F weighting + reliability gate"}
+             "d": "(d) mtakd + T-F weighting", "e": "(e) mtakd + T-F weighting + reliability gate",
+             "f": "(f) mtakd + T-F weighting, teacher error in sigma_kd^2"}
 _SEEDED = re.compile(r"^(?P<variant>.+)_s(?P<seed>\d+)$")
 
 

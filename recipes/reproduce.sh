@@ -8,7 +8,8 @@
 #   JOBS [1]            students trained at the same time (one GPU holds many of these small runs)
 #   TEACHER_ARGS [""]   extra overrides for the teacher only, e.g. "optim.epochs=12"
 #   STUDENT_ARGS [""]   extra overrides for the students only
-#   VARIANTS ["a_none b_fixed c_fixed_tf d_mtakd_tf e_mtakd_gate"]
+#   VARIANTS ["a_none b_fixed c_fixed_tf d_mtakd_tf e_mtakd_gate"]; also known: f_mtakd_terr
+#                       ((d) with loss.kd_teacher_error=true, the fix proposed in docs/results.md)
 # A run that was interrupted continues from its last checkpoint (--resume) when the script is
 # started again; a finished run (marker file DONE) is skipped. Each run logs to RUNS/<name>.log.
 set -euo pipefail
@@ -30,6 +31,7 @@ variant_args() {
     c_fixed_tf)   echo "--kd fixed --tf-weight on" ;;
     d_mtakd_tf)   echo "--kd mtakd --tf-weight on" ;;
     e_mtakd_gate) echo "--kd mtakd --tf-weight on loss.gate=true loss.feature_kd=true" ;;
+    f_mtakd_terr) echo "--kd mtakd --tf-weight on loss.kd_teacher_error=true" ;;
     *) echo "recipes/reproduce.sh: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

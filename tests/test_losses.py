@@ -165,3 +165,37 @@ def test_sisdr_takes_the_supervised_task_weight(kd):
         plain = MultiTaskLoss(base)
         plain(est, clean, noisy, teacher)["loss"].backward()
         assert torch.allclose(m.uncertainty.log_vars.grad, plain.uncertainty.log_vars.grad)
+
+
+def test_teacher_error_bounds_the_distillation_weight():
+    """loss.kd_teacher_error: sigma_kd^2 -> L_kd + L_T. The student's gradients are unchanged,
+    the log-variance optimum moves to log(L_kd + L_T), and a student that imitates the teacher
+    perfectly (L_kd = 0) no longer drives w_kd to infinity."""
+    torch.manual_seed(0)
+    clean, noisy = _spec(), _spec()
+    teacher = clean + 0.5 * torch.randn_like(clean)  # a teacher that is wrong everywhere
+    base = LossConfig(kd="mtakd", tf_weight=True)
+    with_err = LossConfig(kd="mtakd", tf_weight=True, kd_teacher_error=True)
+    grads = []
+    for cfg in (base, with_err):
+        est = teacher.clone().requires_grad_(True)  # the student imitates the teacher exactly
+        m = MultiTaskLoss(cfg)
+        out = m(est, clean, noisy, teacher)
+        out["loss"].backward()
+        grads.append((est.grad.clone(), m.uncertainty.log_vars.grad.clone(), out))
+    assert torch.allclose(grads[0][0], grads[1][0])  # same pull on the network
+    out = grads[1][2]
+    assert out["kd"].item() == 0.0 and out["teacher_err"].item() > 0.05
+    # d total / d s_kd = 0.5 (1 - exp(-s_kd) (L_kd + L_T)): with L_kd = 0 only L_T keeps it finite
+    s_opt = math.log(out["kd"].item() + out["teacher_err"].item())
+    m = MultiTaskLoss(with_err)
+    with torch.no_grad():
+        m.uncertainty.log_vars[1] = s_opt
+    m(teacher, clean, noisy, teacher)["loss"].backward()
+    assert abs(m.uncertainty.log_vars.grad[1].item()) < 1e-6
+    # at s_kd = 0 (w_kd = 0.5) the gradient is 0.5 (1 - L): without the term, L_kd = 0 pushes
+    # s_kd down (w_kd up) at full strength, 0.5; with it the push is weaker by 0.5 * L_T
+    assert grads[0][1][1].item() == pytest.approx(0.5)
+    assert grads[1][1][1].item() == pytest.approx(0.5 - 0.5 * out["teacher_err"].item(), abs=1e-6)
+    with pytest.raises(ConfigError, match="kd=mtakd"):
+        MultiTaskLoss(LossConfig(kd="fixed", kd_teacher_error=True))

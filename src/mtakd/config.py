@@ -104,6 +104,10 @@ class LossConfig:
     #: per-unit teacher-reliability gate in the distillation term
     gate: bool = False
     gate_tau: float = 1.0
+    #: mtakd only: the distillation task's variance also counts the teacher's own error
+    #: against the clean target, sigma_kd^2 -> L_kd + L_T, so w_kd <= 1/(2 L_T): a teacher that
+    #: is wrong everywhere cannot win the weight by being easy to imitate (docs/method.md)
+    kd_teacher_error: bool = False
     #: initial log(sigma^2) of each task in mtakd
     init_log_var: float = 0.0
     #: learning-rate multiplier for the log(sigma^2) parameters: they must track the task

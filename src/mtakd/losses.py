@@ -189,6 +189,8 @@ class MultiTaskLoss(nn.Module):
         super().__init__()
         if cfg.kd not in KD_MODES:
             raise ConfigError(f"loss.kd must be one of {', '.join(KD_MODES)}, got '{cfg.kd}'")
+        if cfg.kd_teacher_error and cfg.kd != "mtakd":
+            raise ConfigError("loss.kd_teacher_error=true acts on the learned task weights: it needs loss.kd=mtakd")
         if cfg.kd == "fixed" and not 0.0 <= cfg.alpha <= 1.0:
             raise ConfigError(f"loss.alpha must be in [0, 1], got {cfg.alpha}")
         self.cfg = cfg
@@ -229,6 +231,13 @@ class MultiTaskLoss(nn.Module):
                 w_kd = g if w is None else _normalise(g * w)
             out["kd"] = self.spectral(est, teacher.detach(), w_kd)
             terms["kd"] = out["kd"]
+            if self.cfg.kd_teacher_error and self.cfg.kd == "mtakd":
+                # the teacher's own error is a constant for the student (no gradient to the
+                # network) but part of how uncertain the imitation target is: with it the
+                # optimum is sigma_kd^2 = L_kd + L_T, so w_kd stays below 1/(2 L_T) however well
+                # the student imitates (without it, w_kd = 1/(2 L_kd) grows without bound)
+                out["teacher_err"] = self.spectral(teacher.detach(), clean, w_kd).detach()
+                terms["kd"] = out["kd"] + out["teacher_err"]
             if self.feature is not None:
                 if h_s is None or h_t is None:
                     raise ValueError("loss.feature_kd needs student and teacher hidden features")
