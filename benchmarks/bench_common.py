@@ -166,6 +166,16 @@ def load_wav_16k(path: str | os.PathLike, seconds: float | None = None) -> np.nd
     return np.ascontiguousarray(x[: x.size // 160 * 160], dtype=np.float32)
 
 
+def bench_audio(wav: str | None, seconds: float) -> tuple[np.ndarray, str]:
+    """The audio a speed benchmark times, and how the report describes it: ``wav`` as 16 kHz
+    mono (first ``seconds``), or generated speech-like audio in pink noise at 5 dB."""
+    if wav:
+        x = load_wav_16k(wav, seconds)
+        return x, f"`{wav}` (first {x.size / SAMPLE_RATE:.2f} s, 16 kHz mono)"
+    x = speech_like_noisy(seconds)
+    return x, f"{x.size / SAMPLE_RATE:.2f} s of generated speech-like audio in pink noise at 5 dB SNR (mtakd.synth, seed 0)"
+
+
 # ----------------------------------------------------------------------------- stats
 def frame_stats_ms(times_ns: np.ndarray) -> dict[str, float]:
     t = np.asarray(times_ns, dtype=np.float64) / 1e6

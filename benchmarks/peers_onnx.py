@@ -194,12 +194,7 @@ def main(argv=None) -> int:
                   "GTCRN": "48.2 K (23.7 K trainable), published", "DTLN": "0.99 M, published"}
 
         # ---- timing
-        if args.wav:
-            x = bc.load_wav_16k(args.wav, args.seconds)
-            audio = f"`{args.wav}` (first {x.size / SR:.2f} s)"
-        else:
-            x = bc.speech_like_noisy(args.seconds)
-            audio = f"{x.size / SR:.2f} s of generated speech-like audio in pink noise at 5 dB SNR (mtakd.synth, seed 0)"
+        x, audio = bc.bench_audio(args.wav, args.seconds)
         # every system gets whole hops of its own size; 10 s is a multiple of 128, 160 and 256
         print(f"warming up {len(systems)} systems ...", file=sys.stderr)
         for s in systems:

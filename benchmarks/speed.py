@@ -204,12 +204,7 @@ def main(argv=None) -> int:
         pass
     from mtakd.stft import ALGORITHMIC_LATENCY_MS, HOP, N_FFT, SAMPLE_RATE
 
-    if args.wav:
-        x = bc.load_wav_16k(args.wav, args.seconds)
-        audio = f"`{args.wav}` (first {x.size / SAMPLE_RATE:.2f} s, 16 kHz mono)"
-    else:
-        x = bc.speech_like_noisy(args.seconds)
-        audio = f"{x.size / SAMPLE_RATE:.2f} s of generated speech-like audio in pink noise at 5 dB SNR (mtakd.synth, seed 0)"
+    x, audio = bc.bench_audio(args.wav, args.seconds)
     if x.size < HOP:
         print("error: audio shorter than one hop", file=sys.stderr)
         return 2
