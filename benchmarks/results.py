@@ -221,6 +221,9 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
     out += rt.metric_table(dev, seeds) + ([""] + ["Variants: " + "; ".join(legend) + "."] if legend else [])
     out += ["", "Per SNR: PESQ-WB / SI-SDRi dB (means over seeds):", ""]
     out += rt.per_snr_table(dev) + [""]
+    per_seed = rt.per_seed_table(dev, seeds)
+    if per_seed:
+        out += ["Per seed: PESQ-WB / SI-SDRi dB (each run's mean over the files):", ""] + per_seed + [""]
     if "vbd" in per_set:
         out += [f"## VoiceBank-DEMAND pairs in `{args.paired}` ({len(scores['vbd']['noisy'])} files)", ""]
         out += rt.metric_table(per_set["vbd"], seeds) + [""]

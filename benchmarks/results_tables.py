@@ -180,6 +180,22 @@ def metric_table(variants: dict[str, list[dict]], seeds: dict[str, list], metric
     return lines
 
 
+def per_seed_table(variants: dict[str, list[dict]], seeds: dict[str, list]) -> list[str]:
+    """PESQ-WB / SI-SDRi of each seeded run (its mean over the files), one column per seed:
+    the spread behind the ± of the main table, and the within-seed comparison of variants."""
+    all_seeds = sorted({x for v in seeds.values() for x in v if x is not None})
+    if not all_seeds:
+        return []
+    lines = ["| system | " + " | ".join(f"seed {x}" for x in all_seeds) + " |", "|---|" + "---|" * len(all_seeds)]
+    for v, tables in variants.items():
+        by_seed = {x: t for x, t in zip(seeds.get(v, []), tables) if x is not None}
+        if by_seed:
+            cells = [f"{table_mean(by_seed[x], 'pesq'):.3f} / {table_mean(by_seed[x], 'si_sdr_i'):.2f}"
+                     if x in by_seed else "-" for x in all_seeds]
+            lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def per_snr_table(variants: dict[str, list[dict]]) -> list[str]:
     """PESQ-WB / SI-SDRi per SNR (means over seeds)."""
     pesq = {v: per_snr_means(t, "pesq") for v, t in variants.items()}

@@ -126,3 +126,14 @@ def test_read_scores(tmp_path):
     t = rt.read_scores(p)
     assert t["a.wav"] == {"snr": 0.0, "pesq": 1.5, "stoi": 0.8}
     assert all(math.isnan(v) for v in t["b.wav"].values())
+
+
+def test_per_seed_table_lists_each_run_under_its_seed():
+    variants = {"teacher": [_table([2.0], [8.0])],
+                "a_none": [_table([1.0, 2.0], [1.0, 3.0]), _table([3.0, 3.0], [4.0, 4.0])],
+                "d_mtakd_tf": [_table([2.5, 2.5], [5.0, 6.0])]}
+    seeds = {"teacher": [None], "a_none": [0, 2], "d_mtakd_tf": [2]}
+    lines = rt.per_seed_table(variants, seeds)
+    assert lines[0] == "| system | seed 0 | seed 2 |"
+    assert lines[2:] == ["| a_none | 1.500 / 2.00 | 3.000 / 4.00 |", "| d_mtakd_tf | - | 2.500 / 5.50 |"]
+    assert rt.per_seed_table({"teacher": variants["teacher"]}, {"teacher": [None]}) == []
