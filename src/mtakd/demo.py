@@ -94,6 +94,10 @@ def _example(out: Path, data_root: str | None) -> tuple[Path, Path, str]:
             return noisy, out / "example" / "clean" / noisy.name, f"real speech + real noise at 5 dB from {data_root}"
         except DataError as e:
             print(f"  (corpus at {data_root} not usable: {e}; using a synthetic example)")
+    return _synthetic_example(out)
+
+
+def _synthetic_example(out: Path) -> tuple[Path, Path, str]:
     noisy = sorted((out / "devset" / "noisy").glob("*.wav"))[0]
     return noisy, out / "devset" / "clean" / noisy.name, "synthetic speech and noise"
 
@@ -103,8 +107,7 @@ def _enhance_examples(out: Path, student_ckpt: Path, data_root: str | None = Non
     from .batch import enhance_files
     from .metrics import evaluate_pair
 
-    synthetic = sorted((out / "devset" / "noisy").glob("*.wav"))[0]
-    jobs = [("demo student", student_ckpt, synthetic, out / "devset" / "clean" / synthetic.name, "synthetic speech and noise")]
+    jobs = [("demo student", student_ckpt, *_synthetic_example(out))]
     shipped = Path(__file__).parent / "pretrained" / "student.safetensors"
     if shipped.is_file():
         jobs.append(("shipped student", shipped, *_example(out, data_root)))
