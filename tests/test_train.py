@@ -6,7 +6,7 @@ import torch
 from mtakd.checkpoint import load_checkpoint
 from mtakd.config import ConfigError, TrainConfig, load_config
 from mtakd.data import MixingDataset, collate
-from mtakd.train import Trainer, train
+from mtakd.train import Trainer, resolve_checkpoint, train
 from helpers import read_csv_rows
 
 TINY = ["data.source=synthetic", "data.segment_s=1.0", "data.items_per_epoch=48", "optim.batch_size=8",
@@ -121,3 +121,46 @@ def test_run_folder_is_never_overwritten(tmp_path, teacher_ckpt):
         Trainer(_cfg(tmp_path, "y", STUDENT), resume=True, progress=False)
     with pytest.raises(ConfigError, match="needs a teacher"):
         Trainer(_cfg(tmp_path, "z", STUDENT + ["loss.kd=fixed"]), progress=False)
+
+
+def test_init_warm_starts_from_a_checkpoint(tmp_path, teacher_ckpt):
+    """``init=``: the new run starts from the checkpoint's weights (fine-tuning), with a fresh
+    optimiser; a model that differs from the checkpoint's is refused with one clear message."""
+    source = load_checkpoint(teacher_ckpt)[0].state_dict()
+    cfg = _cfg(tmp_path, "ft", TEACHER + [f"init={teacher_ckpt}", "optim.epochs=1"])
+    tr = Trainer(cfg, progress=False)
+    assert all(torch.equal(v, tr.model.state_dict()[k]) for k, v in source.items())
+    assert tr.step == 0 and not tr.opt.state
+    fresh = Trainer(_cfg(tmp_path, "scratch", TEACHER + ["optim.epochs=1"]), progress=False)
+    assert not all(torch.equal(v, fresh.model.state_dict()[k]) for k, v in source.items())
+    with pytest.raises(ConfigError, match="init=.*holds model 'teacher'.*set model.name and model.args"):
+        Trainer(_cfg(tmp_path, "wrong", STUDENT + [f"init={teacher_ckpt}"]), progress=False)
+    with pytest.raises(ConfigError, match="no shipped model 'nope'"):
+        Trainer(_cfg(tmp_path, "nope", TEACHER + ["init=pretrained:nope"]), progress=False)
+
+
+def test_init_names_the_shipped_student(tmp_path):
+    path = resolve_checkpoint("pretrained:student")
+    model, meta, _ = load_checkpoint(path)
+    cfg = _cfg(tmp_path, "ship", ["model.name=student", f"model.args={meta['model']['args']}",
+                                  "init=pretrained:student", "optim.epochs=1"])
+    tr = Trainer(cfg, progress=False)
+    assert all(torch.equal(v, tr.model.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_resume_ignores_init(tmp_path, teacher_ckpt):
+    """A resumed fine-tuning run continues from its own state, not from ``init`` again."""
+    cfg = _cfg(tmp_path, "ft", TEACHER + [f"init={teacher_ckpt}", "optim.epochs=1"])
+    tr = Trainer(cfg, progress=False)
+    tr.fit()
+    trained = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    again = Trainer(cfg, resume=True, progress=False)
+    assert all(torch.equal(v, again.model.state_dict()[k]) for k, v in trained.items())
+
+
+def test_the_shipped_teacher_can_teach(tmp_path):
+    """``teacher=pretrained:teacher`` distils from the teacher shipped in the package."""
+    cfg = _cfg(tmp_path, "kd", STUDENT + ["teacher=pretrained:teacher", "loss.kd=fixed", "optim.epochs=1"])
+    tr = Trainer(cfg, progress=False)
+    shipped = load_checkpoint(resolve_checkpoint("pretrained:teacher"))[0]
+    assert all(torch.equal(v, tr.teacher.state_dict()[k]) for k, v in shipped.state_dict().items())

@@ -24,6 +24,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", help="YAML config (see configs/); defaults apply where silent")
     p.add_argument("--run-dir", help="run folder (shortcut for run_dir=...)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    p.add_argument("--init", help="fine-tune: start from this checkpoint's weights (or pretrained:student, "
+                   "pretrained:teacher); shortcut for init=...")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. optim.lr=3e-4 data.root=../shared/data")
 
@@ -32,6 +34,8 @@ def _train_overrides(args: argparse.Namespace, extra: list[str]) -> list[str]:
     out = list(args.overrides)
     if args.run_dir:
         out.append(f"run_dir={args.run_dir}")
+    if args.init:
+        out.append(f"init={args.init}")
     return out + extra
 
 
@@ -116,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train_teacher)
 
     p = sub.add_parser("distill", help="train a student from a frozen teacher")
-    p.add_argument("--teacher", "-t", help="teacher checkpoint (.safetensors)")
+    p.add_argument("--teacher", "-t", help="teacher checkpoint (.safetensors), or pretrained:teacher for the shipped one")
     p.add_argument("--kd", choices=["none", "fixed", "mtakd"], help="distillation mode (loss.kd)")
     p.add_argument("--tf-weight", choices=["on", "off"], help="weighted T-F loss (loss.tf_weight)")
     _add_train_args(p)

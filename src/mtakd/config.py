@@ -128,8 +128,12 @@ class ValidConfig:
 class TrainConfig:
     run_dir: str = "runs/run"
     seed: int = 0
-    #: path of a frozen teacher checkpoint (distillation only)
+    #: path of a frozen teacher checkpoint (distillation only); ``pretrained:teacher`` is the shipped one
     teacher: str = ""
+    #: warm start (fine-tuning): a checkpoint whose weights initialise ``model`` (same model
+    #: name and args); ``pretrained:student`` / ``pretrained:teacher`` name the shipped models.
+    #: Optimiser, schedule and learned task weights start fresh; ``--resume`` ignores it
+    init: str = ""
     threads: int = 0
     #: ``auto`` (this process's GPU, ``cuda:LOCAL_RANK``, when CUDA is available, else CPU),
     #: ``cpu`` or ``cuda``

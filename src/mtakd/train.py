@@ -36,10 +36,22 @@ from .config import ConfigError, TrainConfig, save_config, to_dict
 from .data import collate
 from .losses import MultiTaskLoss
 from .training_data import training_set
-from .models import build_model
+from .models import build_model, model_args, model_name
 from .runlog import RunLog, prepare_run_dir, print_epoch, progress_bar
 from .stft import STFT, apply_mask
 from .validate import validate, validation_items
+
+def resolve_checkpoint(spec: str, key: str = "init") -> Path:
+    """``pretrained:NAME`` -> the shipped ``mtakd/pretrained/NAME.safetensors``; else a path."""
+    if spec.startswith("pretrained:"):
+        name = spec.split(":", 1)[1]
+        path = Path(__file__).parent / "pretrained" / f"{name}.safetensors"
+        if not path.is_file():
+            shipped = sorted(p.stem for p in path.parent.glob("*.safetensors"))
+            raise ConfigError(f"{key}={spec}: no shipped model '{name}'; shipped: {', '.join(shipped) or 'none'}")
+        return path
+    return Path(spec)
+
 
 class TrainingError(RuntimeError):
     """Training cannot go on; the message says why and what survives."""
@@ -131,6 +143,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
         self.stft = STFT().to(self.device)
         self.model = build_model(cfg.model.name, cfg.model.args).to(self.device)
+        if cfg.init and not resume:
+            self._warm_start(cfg.init)
         self.teacher = self._load_teacher() if cfg.loss.kd != "none" else None
         self.objective = MultiTaskLoss(
             cfg.loss,
@@ -173,12 +187,25 @@ class Trainer:
     def _load_teacher(self):
         if not self.cfg.teacher:
             raise ConfigError(f"loss.kd={self.cfg.loss.kd} needs a teacher checkpoint: pass --teacher PATH")
-        teacher = load_checkpoint(self.cfg.teacher)[0].to(self.device)
+        teacher = load_checkpoint(resolve_checkpoint(self.cfg.teacher, "teacher"))[0].to(self.device)
         if getattr(teacher.cfg, "n_freq", None) != getattr(self.model.cfg, "n_freq", None):
             raise ConfigError("teacher and student use different spectra (n_freq); they cannot be distilled")
         for p in teacher.parameters():
             p.requires_grad_(False)
         return teacher.eval()
+
+    def _warm_start(self, spec: str) -> None:
+        """Copy the weights of checkpoint ``spec`` into ``self.model`` (fine-tuning)."""
+        path = resolve_checkpoint(spec)
+        source = load_checkpoint(path)[0]
+        want = (self.cfg.model.name, model_args(self.model))
+        have = (model_name(source), model_args(source))
+        if want != have:
+            raise ConfigError(f"init={spec}: the checkpoint holds model '{have[0]}' with args {have[1]}, but this run "
+                              f"builds '{want[0]}' with args {want[1]}; set model.name and model.args to the checkpoint's")
+        self.model.load_state_dict(source.state_dict())
+        if self.ctx.is_main:
+            print(f"initialised {want[0]} from {path}")
 
     def _state(self) -> dict[str, Any]:
         return {
