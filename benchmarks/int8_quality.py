@@ -54,9 +54,7 @@ def main() -> int:
         snrs.append(10 * np.log10(np.sum(out["float"] ** 2) / max(np.sum(err**2), 1e-20)))
     mean = {k: {m: float(np.nanmean([r[m] for r in v])) for m in KEYS} for k, v in rows.items()}
     diff = {m: np.array([b[m] - a[m] for a, b in zip(rows["float"], rows["int8"])]) for m in KEYS}
-    lines = [f"- Command: `PYTHONPATH=src python benchmarks/int8_quality.py --student {args.student} --devset {args.devset}"
-             f"{' --max-files ' + str(args.max_files) if args.max_files else ''} --out {args.out}`",
-             *bc.machine_lines(info),
+    lines = [*bc.machine_lines(bc.finish_machine_info(info)),
              f"- {len(names)} dev files, {time.time() - t0:.0f} s; onnxruntime streaming at 1 thread, both graphs from one export",
              "", "| graph | " + " | ".join(KEYS) + " |", "|---|" + "---|" * len(KEYS)]
     for k in sessions:

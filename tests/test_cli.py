@@ -59,11 +59,11 @@ def test_ctrl_c_is_still_130(monkeypatch, capsys):
 
 
 def test_init_flag_is_the_init_override_and_a_wrong_model_is_one_line(tmp_path, capsys):
-    # fine-tuning the shipped student as a teacher-sized model: refused before any training
+    # the shipped student's weights into a teacher: refused before any training
     args = cli.build_parser().parse_args(["distill", "--init", "pretrained:student", "--run-dir", "r", "seed=3"])
     assert cli._train_overrides(args, []) == ["seed=3", "run_dir=r", "init=pretrained:student"]
     code = main(["train-teacher", "--init", "pretrained:student", "--run-dir", str(tmp_path / "r"), "--no-progress",
-                 "data.source=synthetic", "threads=1", "device=cpu"])
+                 "model.name=teacher", "data.source=synthetic", "threads=1", "device=cpu"])
     err = capsys.readouterr().err.splitlines()
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith("mtakd: error: init=pretrained:student: the checkpoint holds model 'student'")
