@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import results_tables as rt  # noqa: E402
 from output_level import level_and_loss  # noqa: E402
-from results import _machine, score_all  # noqa: E402
+from results import _machine, find_runs, score_all  # noqa: E402
 
 METRICS = ["pesq", "stoi", "estoi", "si_sdr_i", "csig", "cbak", "covl"]
 
@@ -66,10 +66,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     t0 = time.time()
-    root = Path(args.runs)
-    runs = {p.parent.name: p.parent for p in sorted(root.glob("*/best.safetensors"))}
-    if not runs:
-        ap.error(f"no run folders (with best.safetensors) under {root}")
+    root, runs = find_runs(ap, args.runs)
     pairs = [tuple(p.split(":", 1)) for p in args.pair]
     for a, b in pairs:
         for n in (a, b):

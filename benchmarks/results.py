@@ -262,6 +262,16 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
     return out, data
 
 
+def find_runs(ap: argparse.ArgumentParser, folder: str) -> tuple[Path, dict[str, Path]]:
+    """``(root, {run name: run folder})`` of the folders under ``folder`` holding a
+    ``best.safetensors``; none is a usage error of ``ap``."""
+    root = Path(folder)
+    runs = {p.parent.name: p.parent for p in sorted(root.glob("*/best.safetensors"))}
+    if not runs:
+        ap.error(f"no run folders (with best.safetensors) under {root}")
+    return root, runs
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="runs", help="folder of run folders (<variant>_s<seed>, teacher, ...)")
@@ -279,10 +289,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     t0 = time.time()
-    root = Path(args.runs)
-    runs = {p.parent.name: p.parent for p in sorted(root.glob("*/best.safetensors"))}
-    if not runs:
-        ap.error(f"no run folders (with best.safetensors) under {root}")
+    root, runs = find_runs(ap, args.runs)
     groups = rt.group_runs(runs)
     sets = {"dev": args.devset}
     if Path(args.paired).is_dir():
