@@ -149,11 +149,15 @@ def test_init_names_the_shipped_student(tmp_path):
 
 
 def test_resume_ignores_init(tmp_path, teacher_ckpt):
-    """A resumed fine-tuning run continues from its own state, not from ``init`` again."""
-    cfg = _cfg(tmp_path, "ft", TEACHER + [f"init={teacher_ckpt}", "optim.epochs=1"])
+    """A resumed fine-tuning run continues from its own state and never reads ``init`` again:
+    it resumes even when the init checkpoint has since been deleted."""
+    init = tmp_path / "init.safetensors"
+    init.write_bytes(teacher_ckpt.read_bytes())
+    cfg = _cfg(tmp_path, "ft", TEACHER + [f"init={init}", "optim.epochs=1"])
     tr = Trainer(cfg, progress=False)
     tr.fit()
     trained = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    init.unlink()
     again = Trainer(cfg, resume=True, progress=False)
     assert all(torch.equal(v, again.model.state_dict()[k]) for k, v in trained.items())
 

@@ -41,6 +41,7 @@ from .runlog import RunLog, prepare_run_dir, print_epoch, progress_bar
 from .stft import STFT, apply_mask
 from .validate import validate, validation_items
 
+
 def resolve_checkpoint(spec: str, key: str = "init") -> Path:
     """``pretrained:NAME`` -> the shipped ``mtakd/pretrained/NAME.safetensors``; else a path."""
     if spec.startswith("pretrained:"):
