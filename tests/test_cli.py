@@ -67,3 +67,22 @@ def test_init_flag_is_the_init_override_and_a_wrong_model_is_one_line(tmp_path, 
     err = capsys.readouterr().err.splitlines()
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith("mtakd: error: init=pretrained:student: the checkpoint holds model 'student'")
+
+
+def test_train_teacher_defaults_to_the_teacher_model(tmp_path):
+    from mtakd.config import TrainConfig, load_config
+
+    def resolved(argv):
+        args = cli.build_parser().parse_args(argv)
+        return load_config(TrainConfig, args.config, cli.teacher_overrides(args)).model.name
+
+    assert resolved(["train-teacher"]) == "teacher"
+    distill = cli.build_parser().parse_args(["distill"])  # distill keeps the config default, the student
+    assert load_config(TrainConfig, None, cli._train_overrides(distill, [])).model.name == "student"
+    silent = tmp_path / "silent.yaml"
+    silent.write_text("seed: 1\nmodel: {args: {hidden: 8}}\n")
+    assert resolved(["train-teacher", "-c", str(silent)]) == "teacher"
+    named = tmp_path / "named.yaml"
+    named.write_text("model: {name: student}\n")
+    assert resolved(["train-teacher", "-c", str(named)]) == "student"
+    assert resolved(["train-teacher", "model.name=student"]) == "student"

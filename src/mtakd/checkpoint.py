@@ -28,6 +28,7 @@ from torch import nn
 from . import __version__
 from .atomic import atomic_file, os_error_reason
 from .atomic import write_all as _write_all  # a module attribute: tests patch it to simulate a full disk
+from .config import ConfigError
 from .models import build_model, model_args, model_name
 
 FORMAT = "mtakd-checkpoint"
@@ -36,6 +37,25 @@ FORMAT_VERSION = 1
 
 class CheckpointError(ValueError):
     """A model/checkpoint file cannot be used; the message names the file and what to do."""
+
+
+#: the models shipped inside the package (``pretrained:NAME`` names ``NAME.safetensors`` here)
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+
+def resolve_checkpoint(spec: str, key: str = "init") -> Path:
+    """``pretrained:NAME`` -> the shipped ``PRETRAINED_DIR/NAME.safetensors``; else a path.
+
+    ``key`` names the setting in the error (``init``, ``teacher``) when no such model is shipped.
+    """
+    if spec.startswith("pretrained:"):
+        name = spec.split(":", 1)[1]
+        path = PRETRAINED_DIR / f"{name}.safetensors"
+        if not path.is_file():
+            shipped = sorted(p.stem for p in PRETRAINED_DIR.glob("*.safetensors"))
+            raise ConfigError(f"{key}={spec}: no shipped model '{name}'; shipped: {', '.join(shipped) or 'none'}")
+        return path
+    return Path(spec)
 
 
 def versions() -> dict[str, str]:

@@ -108,7 +108,9 @@ def _enhance_examples(out: Path, student_ckpt: Path, data_root: str | None = Non
     from .metrics import evaluate_pair
 
     jobs = [("demo student", student_ckpt, *_synthetic_example(out))]
-    shipped = Path(__file__).parent / "pretrained" / "student.safetensors"
+    from .checkpoint import PRETRAINED_DIR
+
+    shipped = PRETRAINED_DIR / "student.safetensors"
     if shipped.is_file():
         jobs.append(("shipped student", shipped, *_example(out, data_root)))
     for label, ck, noisy, clean, what in jobs:

@@ -37,14 +37,14 @@ from torch import nn
 
 from .audio import (_CLIP_LEVEL as CLIP_LEVEL, RESAMPLE_QUALITY, AtomicWavWriter, AudioError, audio_info, iter_blocks, resample,
                     write_error)
-from .checkpoint import CheckpointError
+from .checkpoint import PRETRAINED_DIR, CheckpointError
 from .config import ConfigError
 from .inference import enhance_waveform
 from .stft import SAMPLE_RATE
 from .stft_np import as_mono_float32
 from .streaming import BACKENDS
 
-DEFAULT_MODEL = Path(__file__).parent / "pretrained" / "student.safetensors"
+DEFAULT_MODEL = PRETRAINED_DIR / "student.safetensors"
 BLOCK_S = 30.0  # file read block
 OFFLINE_CHUNK_S = 30.0  # non-causal models: chunk length ...
 OFFLINE_OVERLAP_S = 1.0  # ... and crossfade overlap

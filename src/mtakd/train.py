@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from . import distributed as dist
 from .atomic import os_error_reason
-from .checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
+from .checkpoint import load_checkpoint, load_train_state, resolve_checkpoint, save_checkpoint, save_train_state
 from .config import ConfigError, TrainConfig, save_config, to_dict
 from .data import collate
 from .losses import MultiTaskLoss
@@ -40,18 +40,6 @@ from .models import build_model, model_args, model_name
 from .runlog import RunLog, prepare_run_dir, print_epoch, progress_bar
 from .stft import STFT, apply_mask
 from .validate import validate, validation_items
-
-
-def resolve_checkpoint(spec: str, key: str = "init") -> Path:
-    """``pretrained:NAME`` -> the shipped ``mtakd/pretrained/NAME.safetensors``; else a path."""
-    if spec.startswith("pretrained:"):
-        name = spec.split(":", 1)[1]
-        path = Path(__file__).parent / "pretrained" / f"{name}.safetensors"
-        if not path.is_file():
-            shipped = sorted(p.stem for p in path.parent.glob("*.safetensors"))
-            raise ConfigError(f"{key}={spec}: no shipped model '{name}'; shipped: {', '.join(shipped) or 'none'}")
-        return path
-    return Path(spec)
 
 
 class TrainingError(RuntimeError):
