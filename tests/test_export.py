@@ -152,3 +152,19 @@ def test_minimal_runtime_main(student, step_onnx, tmp_path, capsys):
     sf.write(tmp_path / "in44.wav", x, 44100, subtype="FLOAT")
     assert ort_runtime.main([str(step_onnx), str(tmp_path / "in44.wav"), str(tmp_path / "o.wav")]) == 2
     assert "16000 Hz" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("hops", [1, 2])
+def test_phase_input_student_exports_traced_and_streams_the_same(tmp_path, hops):
+    """A student with phase_input is not the graph onnx_step writes: the traced step graph is
+    exported instead, verified on export, and streams on onnxruntime like the torch streamer."""
+    torch.manual_seed(1)
+    model = build_model("student", {"hidden": 12, "input_size": 10, "phase_input": True}).eval()
+    r = export_onnx(model, tmp_path / "phase.onnx", kind="step", hops=hops)
+    assert r.max_abs_diff <= 1e-4
+    x = _signal(4321, seed=5)
+    s_t, s_o = StreamingEnhancer(model), OrtStreamingEnhancer(r.path)
+    y_t = np.concatenate([s_t.feed(x[:1000]), s_t.feed(x[1000:]), s_t.flush()])
+    y_o = np.concatenate([s_o.feed(x[:1000]), s_o.feed(x[1000:]), s_o.flush()])
+    assert y_t.shape == y_o.shape == (x.size,)
+    assert np.abs(y_o - y_t).max() <= 1e-4

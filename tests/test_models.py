@@ -30,8 +30,9 @@ def test_forward_shapes_and_mask_bound(name):
         m(spec[:, :1])
 
 
-def test_student_step_equals_forward():
-    m = build_model("student", {"hidden": 12, "input_size": 10, "layers": 2}).eval()
+@pytest.mark.parametrize("phase_input", [False, True])
+def test_student_step_equals_forward(phase_input):
+    m = build_model("student", {"hidden": 12, "input_size": 10, "layers": 2, "phase_input": phase_input}).eval()
     spec = STFT()(torch.randn(2, 4000))
     full = m(spec)
     state = m.initial_state(2)
@@ -44,9 +45,10 @@ def test_student_step_equals_forward():
         m.step(spec[:, :, :2], state)
 
 
-def test_student_is_causal_end_to_end():
+@pytest.mark.parametrize("phase_input", [False, True])
+def test_student_is_causal_end_to_end(phase_input):
     """Changing the input after sample k never changes the output before k - latency."""
-    m = build_model("student", {"hidden": 12, "input_size": 10}).eval()
+    m = build_model("student", {"hidden": 12, "input_size": 10, "phase_input": phase_input}).eval()
     enh = MaskEnhancer(m)
     x = torch.randn(1, 8000)
     k = 5000
@@ -79,3 +81,15 @@ def test_registry_round_trip_and_errors():
         build_model("nope")
     with pytest.raises(ConfigError, match="hiden"):
         build_model("student", {"hiden": 3})
+
+
+def test_phase_input_sees_the_phase():
+    """The default student's output mask depends only on magnitudes; with phase_input it does not."""
+    spec = STFT()(torch.randn(1, 3200))
+    turned = torch.stack([-spec[:, 1], spec[:, 0]], 1)  # every bin times j: same magnitudes
+    for phase_input, same in ((False, True), (True, False)):
+        torch.manual_seed(0)
+        m = build_model("student", {"hidden": 8, "input_size": 8, "phase_input": phase_input}).eval()
+        with torch.no_grad():
+            assert torch.allclose(m(spec), m(turned), atol=1e-6) is same
+    assert _params(build_model("student", {"phase_input": True})) - _params(build_model("student")) == 2 * 161 * 64

@@ -21,6 +21,16 @@ def compressed_magnitude(spec: torch.Tensor, power: float = FEATURE_POWER) -> to
     return ((spec * spec).sum(ch) + FEATURE_EPS) ** (0.5 * power)  # one Mul + ReduceSum in ONNX
 
 
+def compressed_complex(spec: torch.Tensor, power: float = FEATURE_POWER) -> torch.Tensor:
+    """``(..., 2, F)`` or ``(B, 2, T, F)`` -> ``|X|^power e^{j angle X}`` as real/imag, same shape.
+
+    The phase-carrying input of a student with ``phase_input``: the magnitude alone says
+    nothing about the phase its complex mask has to correct.
+    """
+    ch = -3 if spec.dim() == 4 else -2
+    return spec * ((spec * spec).sum(ch, keepdim=True) + FEATURE_EPS) ** (0.5 * (power - 1.0))
+
+
 def bounded_mask(raw: torch.Tensor, bound: float = 1.0, ch: int = -3) -> torch.Tensor:
     """Complex mask whose magnitude is ``bound * tanh(|raw|)``, direction of ``raw`` kept.
 
