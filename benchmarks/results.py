@@ -162,9 +162,12 @@ def _figures(args, groups, runs, dev_tables, fig_dir: Path, out_dir: Path) -> li
         rel = os.path.relpath(fig_dir / "uncertainty_weights.png", out_dir)
         lines += ["## Learned uncertainty weights", "",
                   "w_i = 0.5 exp(-log sigma_i^2) of the supervised (w_sup, solid) and distillation (w_kd, dashed) "
-                  "losses at every logged training step, one colour per seed.", "", f"![uncertainty weights]({rel})", ""]
+                  "losses at every logged training step, one colour per seed. With Adam, whose steps do not scale with "
+                  "the loss, what shapes training is the ratio: the KD share w_kd / (w_sup + w_kd) (fixed-weight KD: "
+                  "loss.alpha).", "", f"![uncertainty weights]({rel})", ""]
         for v, seeds in last.items():
-            cells = [f"{'run' if s is None else f'seed {s}'}: w_sup {a:.2f}, w_kd {b:.2f}" for s, (a, b) in seeds.items()]
+            cells = [f"{'run' if s is None else f'seed {s}'}: w_sup {a:.2f}, w_kd {b:.2f} (KD share {b / (a + b):.2f})"
+                     for s, (a, b) in seeds.items()]
             lines.append(f"- {v}, last logged step: " + "; ".join(cells))
         lines.append("")
     t = rt.find_role(groups, "teacher")
