@@ -69,20 +69,24 @@ def test_init_flag_is_the_init_override_and_a_wrong_model_is_one_line(tmp_path, 
     assert err[0].startswith("mtakd: error: init=pretrained:student: the checkpoint holds model 'student'")
 
 
-def test_train_teacher_defaults_to_the_teacher_model(tmp_path):
-    from mtakd.config import TrainConfig, load_config
+def test_train_teacher_defaults_to_the_teacher_model(tmp_path, monkeypatch):
+    """The verbs as a user runs them: train-teacher builds the teacher unless the config or an
+    override names a model; distill keeps the config default, the student."""
+    import mtakd.train
 
-    def resolved(argv):
-        args = cli.build_parser().parse_args(argv)
-        return load_config(TrainConfig, args.config, cli.teacher_overrides(args)).model.name
+    seen = []
+    monkeypatch.setattr(mtakd.train, "train", lambda cfg, resume=False, progress=True: seen.append(cfg.model.name) or "best")
 
-    assert resolved(["train-teacher"]) == "teacher"
-    distill = cli.build_parser().parse_args(["distill"])  # distill keeps the config default, the student
-    assert load_config(TrainConfig, None, cli._train_overrides(distill, [])).model.name == "student"
+    def resolved(*argv):
+        assert main([*argv, "--run-dir", str(tmp_path / "r"), "--no-progress"]) == 0
+        return seen.pop()
+
+    assert resolved("train-teacher") == "teacher"
+    assert resolved("distill", "--kd", "none") == "student"
     silent = tmp_path / "silent.yaml"
     silent.write_text("seed: 1\nmodel: {args: {hidden: 8}}\n")
-    assert resolved(["train-teacher", "-c", str(silent)]) == "teacher"
+    assert resolved("train-teacher", "-c", str(silent)) == "teacher"
     named = tmp_path / "named.yaml"
     named.write_text("model: {name: student}\n")
-    assert resolved(["train-teacher", "-c", str(named)]) == "student"
-    assert resolved(["train-teacher", "model.name=student"]) == "student"
+    assert resolved("train-teacher", "-c", str(named)) == "student"
+    assert resolved("train-teacher", "model.name=student") == "student"

@@ -46,35 +46,16 @@ def _print_main(line: str) -> None:
         print(line)
 
 
-def teacher_overrides(args: argparse.Namespace) -> list[str]:
-    """``train-teacher``'s overrides: the model is the teacher unless the config or a KEY=VALUE names one.
-
-    (The config's own default model is the student, which ``distill`` wants.)
-    """
-    out = _train_overrides(args, [])
-    if any(o.split("=", 1)[0].strip() in ("model", "model.name") for o in out):
-        return out
-    if args.config:
-        import yaml
-
-        try:
-            with open(args.config, encoding="utf-8") as f:
-                data = yaml.safe_load(f) or {}
-        except (OSError, yaml.YAMLError):
-            return out  # load_config reports the problem with its own one-line error
-        if not isinstance(data, dict):
-            return out  # a malformed file: load_config reports it
-        model = data.get("model", {})
-        if not isinstance(model, dict) or "name" in model:
-            return out  # a model named in the file (or a malformed section load_config reports)
-    return ["model.name=teacher"] + out
+#: train-teacher's model where neither the config nor an override names one (the config
+#: dataclass defaults to the student, which ``distill`` wants)
+TEACHER_DEFAULTS = {"model.name": "teacher"}
 
 
 def cmd_train_teacher(args: argparse.Namespace) -> int:
     from .config import TrainConfig, load_config
     from .train import train
 
-    cfg = load_config(TrainConfig, args.config, teacher_overrides(args))
+    cfg = load_config(TrainConfig, args.config, _train_overrides(args, []), defaults=TEACHER_DEFAULTS)
     if cfg.loss.kd != "none":
         from .config import ConfigError
 

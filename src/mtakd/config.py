@@ -250,8 +250,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | None = None) -> Any:
-    """Read YAML ``path`` (optional), apply dotted ``overrides``, return a checked ``cls``."""
+def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | None = None,
+                defaults: dict[str, Any] | None = None) -> Any:
+    """Read YAML ``path`` (optional), apply dotted ``overrides``, return a checked ``cls``.
+
+    ``defaults`` (dotted key -> value) fill keys that neither the file nor an override set: a
+    verb's own default, e.g. ``train-teacher``'s ``{"model.name": "teacher"}`` where the
+    dataclass default (the student) suits ``distill``.
+    """
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -267,6 +273,15 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
             raise ConfigError(f"config file '{p}' must hold a mapping at the top level")
         data = loaded
     data = apply_overrides(data, overrides or [])
+    for key, value in (defaults or {}).items():
+        *sections, last = key.split(".")
+        node = data
+        for sec in sections:
+            node = node.setdefault(sec, {})
+            if not isinstance(node, dict):
+                break  # a malformed section: from_dict reports it
+        else:
+            node.setdefault(last, value)
     return from_dict(cls, data)
 
 
