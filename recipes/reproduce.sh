@@ -9,7 +9,10 @@
 #   TEACHER_ARGS [""]   extra overrides for the teacher only, e.g. "optim.epochs=12"
 #   STUDENT_ARGS [""]   extra overrides for the students only
 #   VARIANTS ["a_none b_fixed c_fixed_tf d_mtakd_tf e_mtakd_gate"]; also known: f_mtakd_terr
-#                       ((d) with loss.kd_teacher_error=true, the fix proposed in docs/results.md)
+#                       ((d) with loss.kd_teacher_error=true, the fix proposed in docs/results.md),
+#                       g_fixed83_tf ((c) at alpha 0.83, the KD share (d) learns: a control that
+#                       separates the adaptivity from the larger KD weight), h_mtakd_tf_sisdr ((d)
+#                       with loss.kd_sisdr=true: the distillation task carries the SI-SDR term too)
 # A run that was interrupted continues from its last checkpoint (--resume) when the script is
 # started again; a finished run (marker file DONE) is skipped. Each run logs to RUNS/<name>.log.
 set -euo pipefail
@@ -32,6 +35,8 @@ variant_args() {
     d_mtakd_tf)   echo "--kd mtakd --tf-weight on" ;;
     e_mtakd_gate) echo "--kd mtakd --tf-weight on loss.gate=true loss.feature_kd=true" ;;
     f_mtakd_terr) echo "--kd mtakd --tf-weight on loss.kd_teacher_error=true" ;;
+    g_fixed83_tf) echo "--kd fixed --tf-weight on loss.alpha=0.83" ;;
+    h_mtakd_tf_sisdr) echo "--kd mtakd --tf-weight on loss.kd_sisdr=true" ;;
     *) echo "recipes/reproduce.sh: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

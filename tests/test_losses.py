@@ -199,3 +199,41 @@ def test_teacher_error_bounds_the_distillation_weight():
     assert grads[1][1][1].item() == pytest.approx(0.5 - 0.5 * out["teacher_err"].item(), abs=1e-6)
     with pytest.raises(ConfigError, match="kd=mtakd"):
         MultiTaskLoss(LossConfig(kd="fixed", kd_teacher_error=True))
+
+
+@pytest.mark.parametrize("kd", ["fixed", "mtakd"])
+def test_kd_sisdr_gives_both_tasks_the_same_composite_loss(kd):
+    """loss.kd_sisdr: the distillation task gets the SI-SDR term against the teacher's waveform
+    on its own weight (alpha or w_kd), so with a teacher that equals the truth the SI-SDR share
+    of the total is the sum of both task weights: as large as without distillation, whatever
+    share the tasks settle at. It never pulls on the learned log-variances."""
+    torch.manual_seed(0)
+    est, clean, noisy, teacher = _spec(), _spec(), _spec(), _spec()
+    ew, cw, tw = torch.randn(2, 800), torch.randn(2, 800), torch.randn(2, 800)
+    kw = dict(kd=kd, alpha=0.3, init_log_var=-1.0, sisdr_weight=2.0)
+    plain = MultiTaskLoss(LossConfig(**kw))
+    m = MultiTaskLoss(LossConfig(**kw, kd_sisdr=True))
+    a = plain(est, clean, noisy, teacher, est_wav=ew, clean_wav=cw)
+    b = m(est, clean, noisy, teacher, est_wav=ew, clean_wav=cw, teacher_wav=tw)
+    w_kd = {"fixed": 0.3, "mtakd": 0.5 * math.exp(1.0)}[kd]
+    assert b["kd_sisdr"].item() == pytest.approx(si_sdr_loss(ew, tw).item())
+    assert b["kd_sisdr"].item() != pytest.approx(b["sisdr"].item())
+    assert (b["loss"] - a["loss"]).item() == pytest.approx(w_kd * 2.0 * b["kd_sisdr"].item() / 100.0, rel=1e-5)
+    # a teacher equal to the truth: SI-SDR enters on w_sup (in a) + w_kd (added here), i.e. at
+    # the full weight it has without distillation when the weights sum to 1 (fixed)
+    c = m(est, clean, noisy, teacher, est_wav=ew, clean_wav=cw, teacher_wav=cw)
+    assert c["kd_sisdr"].item() == pytest.approx(c["sisdr"].item())
+    assert (c["loss"] - a["loss"]).item() == pytest.approx(w_kd * 2.0 * c["sisdr"].item() / 100.0, rel=1e-5)
+    if kd == "mtakd":
+        b["loss"].backward()
+        plain(est, clean, noisy, teacher, est_wav=ew, clean_wav=cw)["loss"].backward()
+        assert torch.allclose(m.uncertainty.log_vars.grad, plain.uncertainty.log_vars.grad)
+    with pytest.raises(ValueError, match="teacher's waveform"):
+        m(est, clean, noisy, teacher, est_wav=ew, clean_wav=cw)
+
+
+def test_kd_sisdr_config_errors():
+    with pytest.raises(ConfigError, match="kd_sisdr"):
+        MultiTaskLoss(LossConfig(kd="none", sisdr_weight=0.1, kd_sisdr=True))
+    with pytest.raises(ConfigError, match="kd_sisdr"):
+        MultiTaskLoss(LossConfig(kd="mtakd", sisdr_weight=0.0, kd_sisdr=True))

@@ -57,7 +57,8 @@ def test_teacher_loss_falls_and_run_folder_is_complete(teacher_ckpt):
 
 
 @pytest.mark.parametrize("kd,extra", [("fixed", []), ("mtakd", ["loss.tf_weight=true"]),
-                                      ("mtakd", ["loss.gate=true", "loss.feature_kd=true"])])
+                                      ("mtakd", ["loss.gate=true", "loss.feature_kd=true"]),
+                                      ("mtakd", ["loss.tf_weight=true", "loss.sisdr_weight=0.1", "loss.kd_sisdr=true"])])
 def test_student_distillation_loss_falls(tmp_path, teacher_ckpt, kd, extra):
     cfg = _cfg(tmp_path, "s", STUDENT + [f"teacher={teacher_ckpt}", f"loss.kd={kd}", "optim.epochs=2"] + extra)
     tr = Trainer(cfg, progress=False)
@@ -77,6 +78,8 @@ def test_student_distillation_loss_falls(tmp_path, teacher_ckpt, kd, extra):
         lv = aux["loss.uncertainty.log_vars"]
         assert torch.equal(lv, tr.objective.uncertainty.log_vars.detach())
         assert (lv != 0).all()  # they moved from their initial value
+    if "loss.kd_sisdr=true" in extra:  # both SI-SDR terms (to the clean and to the teacher) are logged
+        assert {"train_sisdr", "train_kd_sisdr"} <= set(epochs[-1])
 
 
 class Crash(RuntimeError):

@@ -99,6 +99,11 @@ class LossConfig:
     mag_weight: float = 0.7
     #: optional SI-SDR term (weight; 0 disables)
     sisdr_weight: float = 0.0
+    #: the distillation task carries the SI-SDR term too, against the teacher's waveform, so
+    #: both tasks are the same composite loss with different targets. Without it the SI-SDR
+    #: term rides on the supervised task's weight alone and shrinks as the KD share grows
+    #: (docs/method.md); needs ``sisdr_weight > 0`` and a teacher
+    kd_sisdr: bool = False
     #: feature distillation through a learned projection (needs hidden features)
     feature_kd: bool = False
     #: per-unit teacher-reliability gate in the distillation term

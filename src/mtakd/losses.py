@@ -179,9 +179,10 @@ def si_sdr_loss(est: torch.Tensor, ref: torch.Tensor, eps: float = 1e-8) -> torc
 class MultiTaskLoss(nn.Module):
     """Supervised + distillation (+ feature) terms combined by ``LossConfig.kd``.
 
-    ``forward(est, clean, noisy, teacher=None, h_s=None, h_t=None, est_wav=None, clean_wav=None)``
-    with spectra ``(B, 2, T, F)``; returns a dict: ``loss`` (to back-propagate), ``sup``,
-    ``kd``/``feat`` (when used), ``sisdr`` (when used), and in ``mtakd`` mode the current task
+    ``forward(est, clean, noisy, teacher=None, h_s=None, h_t=None, est_wav=None, clean_wav=None,
+    teacher_wav=None)`` with spectra ``(B, 2, T, F)`` and waveforms ``(B, N)``; returns a dict:
+    ``loss`` (to back-propagate), ``sup``, ``kd``/``feat`` (when used), ``sisdr`` and
+    ``kd_sisdr`` (when used), and in ``mtakd`` mode the current task
     weights ``w_*`` and ``logvar_*`` (detached, for logging).
     """
 
@@ -191,6 +192,9 @@ class MultiTaskLoss(nn.Module):
             raise ConfigError(f"loss.kd must be one of {', '.join(KD_MODES)}, got '{cfg.kd}'")
         if cfg.kd_teacher_error and cfg.kd != "mtakd":
             raise ConfigError("loss.kd_teacher_error=true acts on the learned task weights: it needs loss.kd=mtakd")
+        if cfg.kd_sisdr and (cfg.kd == "none" or cfg.sisdr_weight <= 0):
+            raise ConfigError("loss.kd_sisdr=true adds an SI-SDR term to the distillation task: "
+                              "it needs loss.kd=fixed or mtakd and loss.sisdr_weight > 0")
         if cfg.kd == "fixed" and not 0.0 <= cfg.alpha <= 1.0:
             raise ConfigError(f"loss.alpha must be in [0, 1], got {cfg.alpha}")
         self.cfg = cfg
@@ -213,11 +217,18 @@ class MultiTaskLoss(nn.Module):
             return out["w_sup"]
         return 1.0 - self.cfg.alpha if self.cfg.kd == "fixed" else 1.0
 
+    def kd_task_weight(self, out: dict[str, torch.Tensor]) -> torch.Tensor | float:
+        """Current weight of the distillation task (detached in ``mtakd`` mode; 0 without KD)."""
+        if self.cfg.kd == "mtakd":
+            return out["w_kd"]
+        return self.cfg.alpha if self.cfg.kd == "fixed" else 0.0
+
     @property
     def uses_teacher(self) -> bool:
         return self.cfg.kd != "none"
 
-    def forward(self, est, clean, noisy, teacher=None, h_s=None, h_t=None, est_wav=None, clean_wav=None):
+    def forward(self, est, clean, noisy, teacher=None, h_s=None, h_t=None, est_wav=None, clean_wav=None,
+                teacher_wav=None):
         out: dict[str, torch.Tensor] = {}
         w = self.tf_weight(clean, noisy) if self.tf_weight is not None else None
         out["sup"] = self.spectral(est, clean, w)
@@ -260,5 +271,12 @@ class MultiTaskLoss(nn.Module):
             # in dB (negative is good), so it cannot enter the uncertainty weighting itself,
             # whose optimum sigma^2 = L needs a positive loss; 1/100 puts dB on the spectral scale.
             total = total + self.sup_task_weight(out) * self.cfg.sisdr_weight * out["sisdr"] / 100.0
+            if self.cfg.kd_sisdr:
+                # the same term against the teacher's waveform, on the distillation task's weight:
+                # whatever share the tasks settle at, SI-SDR keeps its share of the whole loss
+                if teacher_wav is None:
+                    raise ValueError("loss.kd_sisdr needs the teacher's waveform")
+                out["kd_sisdr"] = si_sdr_loss(est_wav, teacher_wav.detach())
+                total = total + self.kd_task_weight(out) * self.cfg.sisdr_weight * out["kd_sisdr"] / 100.0
         out["loss"] = total
         return out
