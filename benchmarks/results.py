@@ -14,8 +14,8 @@ scores in N processes of one torch thread each. Efficiency (parameters, MACs/s, 
 is measured once per model architecture, in this process, after all scoring has finished.
 
 Tables and tests (``results_tables.py``): mean ± std over seeds (std of the per-seed means),
-per-SNR breakdown, a per-file paired comparison of (d) with (a), (b), (c) (each file's score
-averaged over seeds; Wilcoxon signed-rank and a bootstrap CI of the mean difference), and the
+per-SNR breakdown, a per-file paired comparison of (d) (or ``--method``) with (a), (b), (c), (d)
+and each ``--vs`` variant (each file's score averaged over seeds; Wilcoxon signed-rank and a bootstrap CI of the mean difference), and the
 issue's targets as PASS / FAIL lines. Figures (``results_figures.py``) go to ``--figures``
 (default: ``figures/`` next to ``--out``) and are linked relatively from the report.
 """
@@ -211,7 +211,7 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
     per_set = {k: {"noisy": [tabs["noisy"]], **{v: [tabs[n] for n in s.values()] for v, s in groups.items()}}
                for k, tabs in scores.items()}
     out = []
-    targets = rt.check_targets(per_set["dev"], eff)
+    targets = rt.check_targets(per_set["dev"], eff, args.method)
     out += ["## Targets (dev set, means over seeds)", "", "```"]
     out += [f"{t['status']:4}  {t['text']}" for t in targets] + ["```", ""]
     if eff:
@@ -231,8 +231,11 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
         out += [f"## VoiceBank-DEMAND pairs in `{args.paired}` ({len(scores['vbd']['noisy'])} files)", ""]
         out += rt.metric_table(per_set["vbd"], seeds) + [""]
     paired_raw, plines, notes = [], [], []
-    d = rt.find_role(groups, "d")
-    others = {v: None for r in ("a", "b", "c") if (v := rt.find_role(groups, r))}
+    d = args.method or rt.find_role(groups, "d")
+    mlabel = "(d)" if d and rt.role(d) == "d" else f"({d})"
+    others = {v: None for r in ("a", "b", "c", "d") if (v := rt.find_role(groups, r)) and v != d}
+    for v in args.vs:
+        others.setdefault(v, None)
     if d and others:
         for key, tabs in per_set.items():
             n = len(scores[key]["noisy"])
@@ -243,12 +246,12 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
                 notes.append(f"{key} has only {n} files: low power (the smallest two-sided p the test can give "
                              f"with {n} files is {2 / 2 ** n:.2g}).")
             avg = {v: rt.average_over_seeds(tabs[v]) for v in [d, *others]}
-            lines, raw = rt.paired_rows(key, avg[d], {v: avg[v] for v in others})
+            lines, raw = rt.paired_rows(key, avg[d], {v: avg[v] for v in others}, method=mlabel)
             plines += lines
             paired_raw += raw
     if plines:
-        out += [f"## Paired per-file comparison: (d) = {d} vs " + ", ".join(others), "",
-                "Each file's score is first averaged over the seeds of a variant; differences are (d) minus the other. "
+        out += [f"## Paired per-file comparison: {mlabel} = {d} vs " + ", ".join(others), "",
+                f"Each file's score is first averaged over the seeds of a variant; differences are {mlabel} minus the other. "
                 "Two-sided Wilcoxon signed-rank test over files; 95 % percentile-bootstrap CI of the mean difference "
                 "(10 000 resamples of the files). " + " ".join(notes), ""]
         out += rt.PAIRED_HEAD + plines + [""]
@@ -284,6 +287,10 @@ def main() -> int:
     ap.add_argument("--figures", help="folder for the PNGs (default: figures/ next to --out)")
     ap.add_argument("--no-figures", action="store_true")
     ap.add_argument("--jobs", type=int, default=1, help="scoring processes (1 torch thread each)")
+    ap.add_argument("--method", help="variant judged as the method in the targets and paired tests "
+                    "(default: the d_ variant), e.g. an improved one such as h_mtakd_tf_sisdr")
+    ap.add_argument("--vs", action="append", default=[], metavar="VARIANT",
+                    help="also compare the method per file with this variant (repeatable; a, b, c, d always)")
     ap.add_argument("--rescore", action="store_true", help="score every run again, ignoring cached per-file CSVs")
     ap.add_argument("--commands", default="docs/results_commands.md", help="markdown with the commands that made the runs")
     ap.add_argument("--notes", default="docs/results_notes.md", help="markdown appended after the tables (interpretation)")
@@ -294,6 +301,9 @@ def main() -> int:
     t0 = time.time()
     root, runs = find_runs(ap, args.runs)
     groups = rt.group_runs(runs)
+    for v in ([args.method] if args.method else []) + args.vs:  # before minutes of scoring
+        if v not in groups:
+            ap.error(f"no variant '{v}' under {args.runs} (have: {', '.join(groups)})")
     sets = {"dev": args.devset}
     if Path(args.paired).is_dir():
         sets["vbd"] = args.paired

@@ -22,7 +22,8 @@ LABEL = {"pesq": "PESQ-WB", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR"
          "csig": "CSIG", "cbak": "CBAK", "covl": "COVL"}
 DIGITS = {"pesq": 3, "stoi": 3, "estoi": 3, "si_sdr": 2, "si_sdr_i": 2, "csig": 2, "cbak": 2, "covl": 2}
 #: report order; names not listed follow, sorted
-ORDER = ["teacher", "a_none", "b_fixed", "c_fixed_tf", "d_mtakd_tf", "e_mtakd_gate", "f_mtakd_terr",
+ORDER = ["teacher", "a_none", "b_fixed", "c_fixed_tf", "d_mtakd_tf", "e_mtakd_gate", "f_mtakd_terr", "g_fixed83_tf",
+         "h_mtakd_tf_sisdr",
          "student_none", "student_fixed", "student_fixed_tf", "student_mtakd", "student_mtakd_gate"]
 #: single-seed run names of the first results (before the <variant>_s<seed> layout)
 LEGACY_ROLE = {"student_none": "a", "student_fixed": "b", "student_fixed_tf": "c",
@@ -210,21 +211,22 @@ def per_snr_table(variants: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
-def paired_rows(label: str, d_table: dict, others: dict[str, dict], metrics=("pesq", "si_sdr_i")) -> tuple[list[str], list[dict]]:
-    """Markdown rows and raw results of ``(d)`` vs every other given variant."""
+def paired_rows(label: str, d_table: dict, others: dict[str, dict], metrics=("pesq", "si_sdr_i"),
+                method: str = "(d)") -> tuple[list[str], list[dict]]:
+    """Markdown rows and raw results of ``(d)`` (or the variant named ``method``) vs every other given variant."""
     lines, raw = [], []
     for other, table in others.items():
         for m in metrics:
             r = paired_test(d_table, table, m)
-            raw.append({"set": label, "vs": other, "metric": m, **r})
+            raw.append({"set": label, "method": method, "vs": other, "metric": m, **r})
             p = "-" if not math.isfinite(r["p"]) else (f"{r['p']:.2g}" if r["p"] >= 1e-4 else f"{r['p']:.1e}")
             dg = DIGITS[m]
-            lines.append(f"| {label} | (d) - {other} | {LABEL[m]} | {r['n']} | {fmt(r['mean_diff'], dg)} | "
+            lines.append(f"| {label} | {method} - {other} | {LABEL[m]} | {r['n']} | {fmt(r['mean_diff'], dg)} | "
                          f"[{fmt(r['ci_low'], dg)}, {fmt(r['ci_high'], dg)}] | {p} | {r['wins']}/{r['n']} |")
     return lines, raw
 
 
-PAIRED_HEAD = ["| set | comparison | metric | files | mean diff | 95 % bootstrap CI | Wilcoxon p | files (d) better |",
+PAIRED_HEAD = ["| set | comparison | metric | files | mean diff | 95 % bootstrap CI | Wilcoxon p | files first better |",
                "|---|---|---|---|---|---|---|---|"]
 
 
@@ -251,24 +253,32 @@ def _line(ok: bool | None, text: str) -> dict[str, Any]:
     return {"status": "N/A" if ok is None else ("PASS" if ok else "FAIL"), "text": text}
 
 
-def check_targets(dev: dict[str, list[dict]], eff: dict[str, dict]) -> list[dict[str, Any]]:
+def check_targets(dev: dict[str, list[dict]], eff: dict[str, dict], method: str | None = None) -> list[dict[str, Any]]:
     """The issue's targets on the dev set; ``dev`` maps variant (and ``"noisy"``) to tables.
 
-    Each entry ``{"status": "PASS" | "FAIL" | "N/A", "text": numbers}``; N/A when a needed
-    variant or measurement is missing (or, for the seed-spread target, fewer than 2 seeds).
+    ``method``: the variant judged as "(d)" (default: the first variant of role d); naming
+    another one (an improved method, e.g. ``h_mtakd_tf_sisdr``) judges that one instead, and
+    every line names it. Each entry ``{"status": "PASS" | "FAIL" | "N/A", "text": numbers}``;
+    N/A when a needed variant or measurement is missing (or, for the seed-spread target, fewer
+    than 2 seeds).
     """
     out = []
     names = [v for v in dev if v != "noisy"]
     t, d, a, b = (find_role(names, r) for r in ("teacher", "d", "a", "b"))
+    label = "(d)"
+    if method is not None:
+        if method not in names:
+            raise ValueError(f"--method {method}: no such variant (have: {', '.join(names)})")
+        d, label = method, ("(d)" if role(method) == "d" else f"({method})")
     # 1. improvement kept: (d - noisy) >= 0.9 (teacher - noisy), on the dev means
     for m, noisy_base in (("pesq", True), ("si_sdr_i", False)):
-        what = f"(d) keeps >= 90 % of the teacher's {LABEL[m]} improvement over noisy"
+        what = f"{label} keeps >= 90 % of the teacher's {LABEL[m]} improvement over noisy"
         if not (t and d and "noisy" in dev):
-            out.append(_line(None, f"{what}: teacher, (d) or noisy scores missing"))
+            out.append(_line(None, f"{what}: teacher, {label} or noisy scores missing"))
             continue
         base = seed_stats(dev["noisy"], m)[0] if noisy_base else 0.0
         ti, di = seed_stats(dev[t], m)[0] - base, seed_stats(dev[d], m)[0] - base
-        nums = f"teacher {ti:+.3f}, (d) {di:+.3f}"
+        nums = f"teacher {ti:+.3f}, {label} {di:+.3f}"
         if not ti > 0:
             out.append(_line(None, f"{what}: {nums}; the teacher does not improve on noisy, no share to keep"))
         else:
@@ -286,7 +296,7 @@ def check_targets(dev: dict[str, list[dict]], eff: dict[str, dict]) -> list[dict
     # 4. (d) beats (a) and (b) by more than the seed spread (larger of the two seed stds)
     for other in (a, b):
         for m in ("pesq", "si_sdr_i"):
-            what = f"(d) beats {other or '(a)/(b)'} on {LABEL[m]} by more than the seed spread"
+            what = f"{label} beats {other or '(a)/(b)'} on {LABEL[m]} by more than the seed spread"
             if not (d and other):
                 out.append(_line(None, f"{what}: variant missing"))
                 continue

@@ -100,6 +100,15 @@ def test_check_targets():
     assert "93 %" in res[0]["text"] and "6.2x" in res[3]["text"]
     dev["b_fixed"] = [_table([2.36] * 4, [9.0] * 4), _table([2.44] * 4, [9.2] * 4)]  # margin +0.03 < spread 0.057
     assert rt.check_targets(dev, eff)[6]["status"] == "FAIL"
+    # another variant judged as the method: its own numbers, its name on every line
+    dev["h_mtakd_tf_sisdr"] = [_table([1.95] * 4, [5.2] * 4), _table([1.96] * 4, [5.3] * 4)]
+    res_h = rt.check_targets(dev, eff, method="h_mtakd_tf_sisdr")
+    assert [r["status"] for r in res_h][4:6] == ["FAIL", "FAIL"]  # +0.005 PESQ / +0.0 dB vs a: inside the spread
+    assert all("(h_mtakd_tf_sisdr)" in r["text"] for i, r in enumerate(res_h) if i not in (2, 3))
+    assert rt.check_targets(dev, eff, method="d_mtakd_tf") == rt.check_targets(dev, eff)
+    with pytest.raises(ValueError, match="no such variant"):
+        rt.check_targets(dev, eff, method="x_missing")
+    del dev["h_mtakd_tf_sisdr"]
     one_seed = {k: v[:1] for k, v in dev.items()}
     res1 = rt.check_targets(one_seed, {})
     assert [r["status"] for r in res1][2:] == ["N/A"] * 6 and all(r["text"] for r in res1)
