@@ -43,3 +43,17 @@ def test_saved_config_reloads_identically(tmp_path):
     cfg = load_config(TrainConfig, None, ["loss.kd=fixed", "optim.lr=0.002"])
     save_config(cfg, tmp_path / "run.yaml")
     assert load_config(TrainConfig, tmp_path / "run.yaml") == cfg
+
+
+@pytest.mark.parametrize("name", ["student.yaml", "teacher.yaml", "tiny.yaml"])
+def test_shipped_configs_load_and_serve_every_kd_mode(name):
+    """Each file in configs/ loads, and its loss settings build for --kd none/fixed/mtakd
+    (e.g. loss.kd_sisdr in student.yaml must not break --kd none)."""
+    from pathlib import Path
+
+    from mtakd.losses import KD_MODES, MultiTaskLoss
+
+    path = Path(__file__).resolve().parents[1] / "configs" / name
+    for kd in KD_MODES:
+        cfg = load_config(TrainConfig, path, [f"loss.kd={kd}"])
+        assert MultiTaskLoss(cfg.loss).uses_teacher == (kd != "none")

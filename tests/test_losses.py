@@ -232,8 +232,15 @@ def test_kd_sisdr_gives_both_tasks_the_same_composite_loss(kd):
         m(est, clean, noisy, teacher, est_wav=ew, clean_wav=cw)
 
 
-def test_kd_sisdr_config_errors():
-    with pytest.raises(ConfigError, match="kd_sisdr"):
-        MultiTaskLoss(LossConfig(kd="none", sisdr_weight=0.1, kd_sisdr=True))
-    with pytest.raises(ConfigError, match="kd_sisdr"):
+def test_kd_sisdr_config_errors_and_no_op_without_distillation():
+    with pytest.raises(ConfigError, match="sisdr_weight > 0"):
         MultiTaskLoss(LossConfig(kd="mtakd", sisdr_weight=0.0, kd_sisdr=True))
+    with pytest.raises(ConfigError, match="sisdr_weight > 0"):
+        MultiTaskLoss(LossConfig(kd="fixed", sisdr_weight=0.0, kd_sisdr=True))
+    # no distillation task: the setting does nothing (a student config that sets it serves --kd none)
+    torch.manual_seed(0)
+    est, clean, noisy = _spec(), _spec(), _spec()
+    ew, cw = torch.randn(2, 800), torch.randn(2, 800)
+    on = MultiTaskLoss(LossConfig(kd="none", sisdr_weight=0.1, kd_sisdr=True))(est, clean, noisy, est_wav=ew, clean_wav=cw)
+    off = MultiTaskLoss(LossConfig(kd="none", sisdr_weight=0.1))(est, clean, noisy, est_wav=ew, clean_wav=cw)
+    assert "kd_sisdr" not in on and on["loss"].item() == off["loss"].item()

@@ -19,12 +19,15 @@ def _run(runs: Path, variants: str) -> subprocess.CompletedProcess:
 
 def test_recipe_trains_teacher_and_variants_then_skips_finished_runs(tmp_path):
     runs = tmp_path / "runs"
-    r = _run(runs, "a_none e_mtakd_gate")
+    r = _run(runs, "a_none e_mtakd_gate h_mtakd_tf_sisdr")
     assert r.returncode == 0, r.stderr + "".join(p.read_text() for p in runs.glob("*.log"))
-    for name in ("teacher", "a_none_s0", "e_mtakd_gate_s0"):
+    for name in ("teacher", "a_none_s0", "e_mtakd_gate_s0", "h_mtakd_tf_sisdr_s0"):
         assert (runs / name / "DONE").is_file() and (runs / name / "best.safetensors").is_file()
     cfg = (runs / "e_mtakd_gate_s0" / "config.yaml").read_text()
     assert "kd: mtakd" in cfg and "gate: true" in cfg and "feature_kd: true" in cfg
+    # the first-defined variants pin the supervised-only SI-SDR term; h is (d) with it in both tasks
+    assert "kd_sisdr: false" in cfg
+    assert "kd_sisdr: true" in (runs / "h_mtakd_tf_sisdr_s0" / "config.yaml").read_text()
     stamp = (runs / "a_none_s0" / "best.safetensors").stat().st_mtime_ns
     r = _run(runs, "a_none")  # finished runs are skipped, not retrained
     assert r.returncode == 0 and (runs / "a_none_s0" / "best.safetensors").stat().st_mtime_ns == stamp

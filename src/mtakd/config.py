@@ -102,7 +102,7 @@ class LossConfig:
     #: the distillation task carries the SI-SDR term too, against the teacher's waveform, so
     #: both tasks are the same composite loss with different targets. Without it the SI-SDR
     #: term rides on the supervised task's weight alone and shrinks as the KD share grows
-    #: (docs/method.md); needs ``sisdr_weight > 0`` and a teacher
+    #: (docs/method.md); needs ``sisdr_weight > 0``; does nothing with ``kd: none``
     kd_sisdr: bool = False
     #: feature distillation through a learned projection (needs hidden features)
     feature_kd: bool = False

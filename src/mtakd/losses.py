@@ -192,9 +192,11 @@ class MultiTaskLoss(nn.Module):
             raise ConfigError(f"loss.kd must be one of {', '.join(KD_MODES)}, got '{cfg.kd}'")
         if cfg.kd_teacher_error and cfg.kd != "mtakd":
             raise ConfigError("loss.kd_teacher_error=true acts on the learned task weights: it needs loss.kd=mtakd")
-        if cfg.kd_sisdr and (cfg.kd == "none" or cfg.sisdr_weight <= 0):
-            raise ConfigError("loss.kd_sisdr=true adds an SI-SDR term to the distillation task: "
-                              "it needs loss.kd=fixed or mtakd and loss.sisdr_weight > 0")
+        # like the gate, kd_sisdr shapes the distillation task and does nothing without one
+        # (so a config that sets it also serves --kd none); with KD it needs the SI-SDR term
+        if cfg.kd_sisdr and cfg.kd != "none" and cfg.sisdr_weight <= 0:
+            raise ConfigError("loss.kd_sisdr=true puts the SI-SDR term into the distillation task too: "
+                              "it needs loss.sisdr_weight > 0 (or set loss.kd_sisdr=false)")
         if cfg.kd == "fixed" and not 0.0 <= cfg.alpha <= 1.0:
             raise ConfigError(f"loss.alpha must be in [0, 1], got {cfg.alpha}")
         self.cfg = cfg
@@ -271,7 +273,7 @@ class MultiTaskLoss(nn.Module):
             # in dB (negative is good), so it cannot enter the uncertainty weighting itself,
             # whose optimum sigma^2 = L needs a positive loss; 1/100 puts dB on the spectral scale.
             total = total + self.sup_task_weight(out) * self.cfg.sisdr_weight * out["sisdr"] / 100.0
-            if self.cfg.kd_sisdr:
+            if self.cfg.kd_sisdr and self.uses_teacher:
                 # the same term against the teacher's waveform, on the distillation task's weight:
                 # whatever share the tasks settle at, SI-SDR keeps its share of the whole loss
                 if teacher_wav is None:
