@@ -69,7 +69,7 @@ for seed in $SEEDS; do
                $args seed=$seed $COMMON ${STUDENT_ARGS:-})")
   done
 done
-printf '%s\n' "${lines[@]}" | xargs -d '\n' -P "$JOBS" -I{} bash -c {}
+printf '%s\n' "${lines[@]}" | xargs -d '\n' -P "$JOBS" -I{} bash -c {} || true  # a failed run is reported below, not here
 failed=0
 for seed in $SEEDS; do for v in $VARIANTS; do
   [ -f "$RUNS/${v}_s${seed}/DONE" ] || { echo "failed: $RUNS/${v}_s${seed} (see its .log)" >&2; failed=1; }

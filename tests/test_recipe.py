@@ -9,10 +9,10 @@ TINY = ["data.source=synthetic", "data.segment_s=1.0", "data.items_per_epoch=8",
         "optim.epochs=1", "valid.synthetic_items=2", "valid.dir=", "optim.warmup_steps=1", "threads=1"]
 
 
-def _run(runs: Path, variants: str) -> subprocess.CompletedProcess:
+def _run(runs: Path, variants: str, student_extra: str = "") -> subprocess.CompletedProcess:
     env = dict(os.environ, PY=sys.executable, SEEDS="0", JOBS="2", VARIANTS=variants,
                TEACHER_ARGS="model.args.input_size=16 model.args.hidden=8 model.args.layers=1",
-               STUDENT_ARGS="model.args.input_size=8 model.args.hidden=8 model.args.layers=1")
+               STUDENT_ARGS="model.args.input_size=8 model.args.hidden=8 model.args.layers=1 " + student_extra)
     return subprocess.run(["bash", str(ROOT / "recipes" / "reproduce.sh"), str(runs), *TINY],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
@@ -36,3 +36,11 @@ def test_recipe_trains_teacher_and_variants_then_skips_finished_runs(tmp_path):
 def test_recipe_rejects_an_unknown_variant(tmp_path):
     r = _run(tmp_path / "runs", "z_nonsense")
     assert r.returncode != 0 and "unknown variant 'z_nonsense'" in r.stderr
+
+
+def test_recipe_reports_a_failed_run_and_goes_on(tmp_path):
+    runs = tmp_path / "runs"
+    r = _run(runs, "a_none b_fixed", student_extra="loss.no_such_key=1")
+    assert r.returncode == 1
+    assert "failed: " + str(runs / "a_none_s0") in r.stderr and "failed: " + str(runs / "b_fixed_s0") in r.stderr
+    assert (runs / "teacher" / "DONE").is_file() and "no_such_key" in (runs / "a_none_s0.log").read_text()
