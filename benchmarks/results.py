@@ -220,7 +220,7 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
     dev = per_set["dev"]
     n_dev, snrs = len(scores["dev"]["noisy"]), sorted({r["snr"] for r in scores["dev"]["noisy"].values() if r["snr"] == r["snr"]})
     out += [f"## Fixed dev set ({n_dev} files at {'/'.join(f'{s:g}' for s in snrs)} dB)", ""]
-    legend = [f"{v} = {rt.ROLE_TEXT[r]}" for v in groups if (r := rt.role(v)) in rt.ROLE_TEXT]
+    legend = [f"{v} = {text}" for v in groups if (text := rt.describe(v))]
     out += rt.metric_table(dev, seeds) + ([""] + ["Variants: " + "; ".join(legend) + "."] if legend else [])
     out += ["", "Per SNR: PESQ-WB / SI-SDRi dB (means over seeds):", ""]
     out += rt.per_snr_table(dev) + [""]

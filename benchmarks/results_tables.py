@@ -31,6 +31,19 @@ LEGACY_ROLE = {"student_none": "a", "student_fixed": "b", "student_fixed_tf": "c
 ROLE_TEXT = {"a": "(a) no KD", "b": "(b) fixed-weight KD", "c": "(c) fixed-weight KD + T-F weighting",
              "d": "(d) mtakd + T-F weighting", "e": "(e) mtakd + T-F weighting + reliability gate",
              "f": "(f) mtakd + T-F weighting, teacher error in sigma_kd^2"}
+#: variants outside the issue's (a)-(e), described by name in the report's legend
+VARIANT_TEXT = {"f_mtakd_terr": "(d) with the teacher's error in sigma_kd^2 (loss.kd_teacher_error)",
+                "g_fixed83_tf": "fixed-weight KD at alpha 0.83 (the KD share (d) learns) + T-F weighting",
+                "h_mtakd_tf_sisdr": "(d) with the SI-SDR term in both tasks (loss.kd_sisdr)",
+                "p_none_phase": "(a) with the phase input (model.args.phase_input)"}
+
+
+def describe(variant: str) -> str | None:
+    """One-line description of a variant for the legend, or None."""
+    r = role(variant)
+    return ROLE_TEXT.get(r) if r in ROLE_TEXT else VARIANT_TEXT.get(variant)
+
+
 _SEEDED = re.compile(r"^(?P<variant>.+)_s(?P<seed>\d+)$")
 
 

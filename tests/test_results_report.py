@@ -146,3 +146,9 @@ def test_per_seed_table_lists_each_run_under_its_seed():
     assert lines[0] == "| system | seed 0 | seed 2 |"
     assert lines[2:] == ["| a_none | 1.500 / 2.00 | 3.000 / 4.00 |", "| d_mtakd_tf | - | 2.500 / 5.50 |"]
     assert rt.per_seed_table({"teacher": variants["teacher"]}, {"teacher": [None]}) == []
+
+
+def test_describe_names_the_issue_variants_and_the_later_ones():
+    assert rt.describe("d_mtakd_tf") == "(d) mtakd + T-F weighting"
+    assert "kd_sisdr" in rt.describe("h_mtakd_tf_sisdr") and "0.83" in rt.describe("g_fixed83_tf")
+    assert rt.describe("teacher") is None and rt.describe("zz_unknown") is None
