@@ -232,7 +232,7 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
         out += rt.metric_table(per_set["vbd"], seeds) + [""]
     paired_raw, plines, notes = [], [], []
     d = args.method or rt.find_role(groups, "d")
-    mlabel = "(d)" if d and rt.role(d) == "d" else f"({d})"
+    mlabel = rt.method_label(d) if d else "(d)"
     others = {v: None for r in ("a", "b", "c", "d") if (v := rt.find_role(groups, r)) and v != d}
     for v in args.vs:
         others.setdefault(v, None)

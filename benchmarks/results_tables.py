@@ -38,6 +38,12 @@ VARIANT_TEXT = {"f_mtakd_terr": "(d) with the teacher's error in sigma_kd^2 (los
                 "p_none_phase": "(a) with the phase input (model.args.phase_input)"}
 
 
+def method_label(variant: str) -> str:
+    """How the report names the variant judged as the method: ``(d)`` for the issue's (d),
+    else ``(<variant>)``."""
+    return "(d)" if role(variant) == "d" else f"({variant})"
+
+
 def describe(variant: str) -> str | None:
     """One-line description of a variant for the legend, or None."""
     r = role(variant)
@@ -282,7 +288,7 @@ def check_targets(dev: dict[str, list[dict]], eff: dict[str, dict], method: str 
     if method is not None:
         if method not in names:
             raise ValueError(f"--method {method}: no such variant (have: {', '.join(names)})")
-        d, label = method, ("(d)" if role(method) == "d" else f"({method})")
+        d, label = method, method_label(method)
     # 1. improvement kept: (d - noisy) >= 0.9 (teacher - noisy), on the dev means
     for m, noisy_base in (("pesq", True), ("si_sdr_i", False)):
         what = f"{label} keeps >= 90 % of the teacher's {LABEL[m]} improvement over noisy"
