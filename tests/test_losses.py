@@ -244,3 +244,5 @@ def test_kd_sisdr_config_errors_and_no_op_without_distillation():
     on = MultiTaskLoss(LossConfig(kd="none", sisdr_weight=0.1, kd_sisdr=True))(est, clean, noisy, est_wav=ew, clean_wav=cw)
     off = MultiTaskLoss(LossConfig(kd="none", sisdr_weight=0.1))(est, clean, noisy, est_wav=ew, clean_wav=cw)
     assert "kd_sisdr" not in on and on["loss"].item() == off["loss"].item()
+    assert not MultiTaskLoss(LossConfig(kd="none", sisdr_weight=0.1, kd_sisdr=True)).uses_teacher_wav
+    assert MultiTaskLoss(LossConfig(kd="fixed", sisdr_weight=0.1, kd_sisdr=True)).uses_teacher_wav

@@ -229,6 +229,11 @@ class MultiTaskLoss(nn.Module):
     def uses_teacher(self) -> bool:
         return self.cfg.kd != "none"
 
+    @property
+    def uses_teacher_wav(self) -> bool:
+        """``forward`` needs ``teacher_wav`` (the SI-SDR term in the distillation task)."""
+        return self.cfg.kd_sisdr and self.uses_teacher and self.cfg.sisdr_weight > 0
+
     def forward(self, est, clean, noisy, teacher=None, h_s=None, h_t=None, est_wav=None, clean_wav=None,
                 teacher_wav=None):
         out: dict[str, torch.Tensor] = {}
@@ -273,7 +278,7 @@ class MultiTaskLoss(nn.Module):
             # in dB (negative is good), so it cannot enter the uncertainty weighting itself,
             # whose optimum sigma^2 = L needs a positive loss; 1/100 puts dB on the spectral scale.
             total = total + self.sup_task_weight(out) * self.cfg.sisdr_weight * out["sisdr"] / 100.0
-            if self.cfg.kd_sisdr and self.uses_teacher:
+            if self.uses_teacher_wav:
                 # the same term against the teacher's waveform, on the distillation task's weight:
                 # whatever share the tasks settle at, SI-SDR keeps its share of the whole loss
                 if teacher_wav is None:

@@ -97,7 +97,7 @@ class TrainStep(nn.Module):
         h_s = h_s.float() if h_s is not None else None
         est_wav = self.inverse(est, clean.shape[-1]) if self.need_wav else None
         t_wav = None
-        if self.objective.cfg.kd_sisdr and self.objective.uses_teacher and t_est is not None:
+        if self.objective.uses_teacher_wav and t_est is not None:
             with torch.no_grad():
                 t_wav = self.inverse(t_est, clean.shape[-1])
         return self.objective(est, s, y, teacher=t_est, h_s=h_s, h_t=h_t, est_wav=est_wav, clean_wav=clean,
