@@ -44,7 +44,8 @@ def recipe(run: Path) -> str:
     steps = rows[-1]["step"] if rows else "?"
     loss, optim = cfg["loss"], cfg["optim"]
     kd = loss["kd"] + (" + T-F weights" if loss.get("tf_weight") else "") + (
-        " + teacher error" if loss.get("kd_teacher_error") else "")
+        " + teacher error" if loss.get("kd_teacher_error") else "") + (
+        " + SI-SDR in both tasks (kd_sisdr)" if loss.get("kd_sisdr") and loss["kd"] != "none" else "")
     init = cfg.get("init") or "scratch"
     teacher = f", teacher `{cfg['teacher']}`" if cfg.get("teacher") else ""
     return (f"{cfg['model']['name']} from `{init}`, kd {kd}{teacher}, {steps} steps x {optim['batch_size']} x "

@@ -34,7 +34,8 @@ from mtakd.config import TrainConfig, load_config  # noqa: E402
 from mtakd.data import collate  # noqa: E402
 from mtakd.manifests import training_set  # noqa: E402
 from mtakd.models import build_model  # noqa: E402
-from mtakd.train import EpochSampler, Trainer, _groups  # noqa: E402
+from mtakd.schedule import EpochSampler, step_groups  # noqa: E402
+from mtakd.train import Trainer  # noqa: E402
 
 
 def make_config(args, tmp: Path, steps: int) -> TrainConfig:
@@ -72,7 +73,7 @@ def bench_step(cfg: TrainConfig, steps: int) -> float:
     """Samples/s of ``Trainer.train_step`` alone, on one batch held in memory."""
     tr = Trainer(cfg, progress=False)
     tr.train_set.set_epoch(0)
-    group = next(_groups(tr._loader(), cfg.optim.grad_accum))
+    group = next(step_groups(tr._loader(), cfg.optim.grad_accum))
     tr.train_step(group)  # warm-up: first-call allocations
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -85,7 +86,7 @@ def bench_loop(cfg: TrainConfig, steps: int) -> dict:
     tr = Trainer(cfg, progress=False)
     tr.train_set.set_epoch(0)
     tr.sampler.set_epoch(0, 0)
-    it = _groups(tr._loader(), cfg.optim.grad_accum)
+    it = step_groups(tr._loader(), cfg.optim.grad_accum)
     tr.train_step(next(it))  # warm-up step, not timed
     dist.barrier()
     t_data = t_step = 0.0

@@ -27,7 +27,8 @@ from mtakd.cli import main as cli_main
 from mtakd.config import ConfigError, TrainConfig, load_config
 from mtakd.models import build_model
 from mtakd.synth import synth_noise, synth_speech
-from mtakd.train import EpochSampler, Trainer
+from mtakd.schedule import EpochSampler
+from mtakd.train import Trainer
 from helpers import read_csv_rows
 
 ROOT = Path(__file__).resolve().parents[1]

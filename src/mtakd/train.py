@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from . import distributed as dist
 from .atomic import os_error_reason
@@ -37,6 +37,7 @@ from .data import collate
 from .losses import MultiTaskLoss
 from .training_data import training_set
 from .models import build_model, model_args, model_name
+from .schedule import EpochSampler, lr_factor, step_groups
 from .runlog import RunLog, prepare_run_dir, print_epoch, progress_bar
 from .stft import STFT, apply_mask
 from .validate import validate, validation_items
@@ -47,33 +48,6 @@ class TrainingError(RuntimeError):
 
 
 AMP_MODES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class EpochSampler(Sampler):
-    """A seeded permutation per epoch, starting at ``start`` (so a resumed epoch continues).
-
-    Distributed: every rank computes the same permutation and takes every ``world``-th item
-    from ``start + rank``. The ranks' shares are disjoint and together cover it, and the
-    micro-batches of all ranks at one step hold exactly the items ``k*B .. (k+1)*B - 1`` of
-    the permutation, the global batch a one-process run uses at step ``k``. ``total`` (whole
-    global batches) cuts the tail so that every rank runs the same number of steps.
-    """
-
-    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1, total: int | None = None):
-        self.n, self.seed, self.epoch, self.start = n, seed, 0, 0
-        self.rank, self.world = rank, world
-        self.total = n if total is None else min(n, total)
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.epoch, self.start = epoch, start
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-        perm = torch.randperm(self.n, generator=g)[: self.total]
-        return iter(perm[self.start + self.rank :: self.world].tolist())
-
-    def __len__(self) -> int:
-        return len(range(self.start + self.rank, self.total, self.world))
 
 
 class TrainStep(nn.Module):
@@ -102,14 +76,6 @@ class TrainStep(nn.Module):
                 t_wav = self.inverse(t_est, clean.shape[-1])
         return self.objective(est, s, y, teacher=t_est, h_s=h_s, h_t=h_t, est_wav=est_wav, clean_wav=clean,
                               teacher_wav=t_wav)
-
-
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warm-up to 1, then cosine decay to ``min_ratio`` at ``total`` steps."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 class Trainer:
@@ -348,7 +314,7 @@ class Trainer:
             sums: dict[str, float] = {}
             n_ok, t0 = 0, time.time()
             bar = progress_bar(self.steps_per_epoch, start, f"epoch {self.epoch + 1}/{cfg.optim.epochs}", self.progress)
-            for group in _groups(self._loader(), cfg.optim.grad_accum):
+            for group in step_groups(self._loader(), cfg.optim.grad_accum):
                 out, gnorm = self.train_step(group)
                 self.batches_in_epoch += 1
                 if bar is not None:
@@ -399,16 +365,6 @@ class Trainer:
                 print_epoch(row, self.objective.uncertainty)
             dist.barrier()  # the other ranks wait for rank 0's validation and checkpoints
         return self.run_dir / "best.safetensors"
-
-
-def _groups(batches, n: int):
-    """Consecutive groups of ``n`` micro-batches (one optimiser step each); a short tail is dropped."""
-    group: list = []
-    for b in batches:
-        group.append(b)
-        if len(group) == n:
-            yield group
-            group = []
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
