@@ -36,6 +36,8 @@ def recipe(run: Path) -> str:
     """One line: how the run was trained, from its saved config and logs."""
     import yaml
 
+    from mtakd.config import LossConfig
+
     cfg_path = run / "config.yaml"
     if not cfg_path.is_file():
         return "(no config.yaml: a copied checkpoint)"
@@ -43,7 +45,12 @@ def recipe(run: Path) -> str:
     rows = list(csv.DictReader(open(run / "epochs.csv"))) if (run / "epochs.csv").is_file() else []
     steps = rows[-1]["step"] if rows else "?"
     loss, optim = cfg["loss"], cfg["optim"]
-    kd = loss["kd"] + (" + T-F weights" if loss.get("tf_weight") else "") + (
+    tf = ""
+    if loss.get("tf_weight"):  # the T-F weights' shape is named when it is not the default
+        d = LossConfig()
+        shape = [f"{k} {loss[k]:g}" for k in ("tf_gamma", "tf_floor") if k in loss and loss[k] != getattr(d, k)]
+        tf = " + T-F weights" + (f" ({', '.join(shape)})" if shape else "")
+    kd = loss["kd"] + tf + (
         " + teacher error" if loss.get("kd_teacher_error") else "") + (
         " + SI-SDR in both tasks (kd_sisdr)" if loss.get("kd_sisdr") and loss["kd"] != "none" else "")
     init = cfg.get("init") or "scratch"
