@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mtakd.audio import load_audio
 from mtakd.checkpoint import load_model
+from mtakd.data import PairedDataset
 from mtakd.stft import STFT, apply_mask
 
 
@@ -53,17 +53,18 @@ def split(model: torch.nn.Module, stft: STFT, clean: np.ndarray, noisy: np.ndarr
 
 
 def run(devset: Path, models: dict[str, Path], max_files: int | None = None) -> dict[str, dict[float, list[tuple[float, float]]]]:
-    """``{model name: {input snr: [(SD, NR) per file]}}``."""
-    rows = list(csv.DictReader(open(devset / "manifest.csv")))[:max_files]
+    """``{model name: {input snr: [(SD, NR) per file]}}``; the input SNR per file is the
+    manifest's (``mtakd build-devset`` writes it)."""
+    snr = {r["name"]: float(r["snr"]) for r in csv.DictReader(open(devset / "manifest.csv"))}
+    pairs = PairedDataset(devset, max_files)  # evenly spaced files, read once for all models
+    items = [pairs[i] for i in range(len(pairs))]
     stft = STFT()
     out: dict[str, dict[float, list[tuple[float, float]]]] = {}
     for name, path in models.items():
         model = load_model(path).eval()
         per: dict[float, list[tuple[float, float]]] = defaultdict(list)
-        for r in rows:
-            clean, _ = load_audio(devset / "clean" / r["name"])
-            noisy, _ = load_audio(devset / "noisy" / r["name"])
-            per[float(r["snr"])].append(split(model, stft, clean, noisy))
+        for it in items:
+            per[snr[it["name"]]].append(split(model, stft, np.asarray(it["clean"]), np.asarray(it["noisy"])))
         out[name] = dict(per)
     return out
 
