@@ -96,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         name, sep, path = m.partition("=")
         if not sep:
             ap.error(f"--model wants NAME=CKPT, got {m!r}")
+        if not Path(path).is_file():
+            ap.error(f"--model {name}: checkpoint {path} not found")
         models[name] = Path(path)
+    if not (a.devset / "manifest.csv").is_file():
+        ap.error(f"{a.devset}: no manifest.csv (the input SNR of each file); build one with 'mtakd build-devset'")
     text = table(run(a.devset, models, a.max_files))
     print(text)
     if a.out:

@@ -80,3 +80,10 @@ def test_cli_writes_a_table_per_snr(tmp_path, capsys):
     with pytest.raises(SystemExit):
         error_split.main(["--devset", str(dev), "--model", str(ckpt)])
     assert "NAME=CKPT" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        error_split.main(["--devset", str(dev), "--model", f"tiny={tmp_path / 'missing.safetensors'}"])
+    assert "checkpoint" in capsys.readouterr().err
+    (dev / "manifest.csv").unlink()
+    with pytest.raises(SystemExit):
+        error_split.main(["--devset", str(dev), "--model", f"tiny={ckpt}"])
+    assert "no manifest.csv" in capsys.readouterr().err
