@@ -47,6 +47,22 @@ def test_cli_evaluate_and_info(devset, student_ckpt, capsys):
     assert "parameters" in out and "MACs/s" in out and "latency" in out
 
 
+def test_info_prints_the_learned_task_weights(tmp_path, capsys):
+    import torch
+
+    from mtakd.checkpoint import save_checkpoint
+    from mtakd.models import build_model
+
+    model = build_model("student", {"input_size": 8, "hidden": 8, "layers": 1})
+    p = tmp_path / "s.safetensors"
+    # s = log sigma^2: w = exp(-s) / 2 gives w_sup 0.5 and w_kd 1.5, a KD share of 0.75
+    save_checkpoint(p, model, aux={"loss.uncertainty.log_vars": torch.tensor([0.0, -math.log(3.0)])})
+    assert main(["info", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "learned log sigma^2 (sup, kd[, feat]): 0.000, -1.099" in out
+    assert "learned task weights w = exp(-s) / 2: 0.5, 1.5 (KD share w_kd / (w_sup + w_kd) 0.75)" in out
+
+
 @pytest.mark.parametrize("argv,msg", [
     (["evaluate", "missing.safetensors", "."], "no such checkpoint"),
     (["info", "nothing.safetensors"], "no such checkpoint"),

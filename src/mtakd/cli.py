@@ -107,8 +107,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     if train:
         print("training: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in train.items()))
     if "loss.uncertainty.log_vars" in aux:
-        lv = aux["loss.uncertainty.log_vars"].tolist()
-        print("learned log sigma^2 (sup, kd[, feat]): " + ", ".join(f"{v:.3f}" for v in lv))
+        from .losses import UncertaintyWeighting
+
+        lv = aux["loss.uncertainty.log_vars"]
+        print("learned log sigma^2 (sup, kd[, feat]): " + ", ".join(f"{v:.3f}" for v in lv.tolist()))
+        w = UncertaintyWeighting.task_weights(lv).tolist()
+        # with Adam the scale of the weights hardly matters; their ratio shapes training
+        share = f" (KD share w_kd / (w_sup + w_kd) {w[1] / (w[0] + w[1]):.2f})" if len(w) >= 2 else ""
+        print("learned task weights w = exp(-s) / 2: " + ", ".join(f"{v:.3g}" for v in w) + share)
     print(f"versions: {meta.get('versions')}")
     return 0
 

@@ -151,6 +151,11 @@ class UncertaintyWeighting(nn.Module):
         self.names = list(names)
         self.log_vars = nn.Parameter(torch.full((len(self.names),), float(init_log_var)))
 
+    @staticmethod
+    def task_weights(log_vars: torch.Tensor) -> torch.Tensor:
+        """The weight each task's loss gets, ``w_i = exp(-s_i) / 2`` (same shape as ``log_vars``)."""
+        return 0.5 * torch.exp(-log_vars)
+
     def forward(self, losses: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         missing = [n for n in self.names if n not in losses]
         if missing:
@@ -159,8 +164,9 @@ class UncertaintyWeighting(nn.Module):
         info: dict[str, torch.Tensor] = {}
         for i, n in enumerate(self.names):
             s = self.log_vars[i]
-            total = total + 0.5 * torch.exp(-s) * losses[n] + 0.5 * s
-            info[f"w_{n}"] = (0.5 * torch.exp(-s)).detach()
+            w = self.task_weights(s)
+            total = total + w * losses[n] + 0.5 * s
+            info[f"w_{n}"] = w.detach()
             info[f"logvar_{n}"] = s.detach()
         return total, info
 
