@@ -55,7 +55,8 @@ def split(model: torch.nn.Module, stft: STFT, clean: np.ndarray, noisy: np.ndarr
 def run(devset: Path, models: dict[str, Path], max_files: int | None = None) -> dict[str, dict[float, list[tuple[float, float]]]]:
     """``{model name: {input snr: [(SD, NR) per file]}}``; the input SNR per file is the
     manifest's (``mtakd build-devset`` writes it)."""
-    snr = {r["name"]: float(r["snr"]) for r in csv.DictReader(open(devset / "manifest.csv"))}
+    with open(devset / "manifest.csv", newline="") as f:
+        snr = {r["name"]: float(r["snr"]) for r in csv.DictReader(f)}
     pairs = PairedDataset(devset, max_files)  # evenly spaced files, read once for all models
     items = [pairs[i] for i in range(len(pairs))]
     stft = STFT()
