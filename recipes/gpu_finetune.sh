@@ -1,0 +1,52 @@
+# On the lent GPU machine: fine-tune the shipped student twice at once (peak lr 1e-3 and 5e-4),
+# with a cosine schedule sized to the time the call has left, and pack both runs into $OUT.
+#   bash recipes/gpu_finetune.sh WINDOW_S q4
+# INIT (default: the shipped student) is the starting point; LR_A/LR_B and SEED_A/SEED_B set the
+# two runs (default 1e-3/5e-4, seeds 8/9). Student v0.6 took two calls of this script
+# (docs/gpu_finetune.md): round 1 from v0.5, then round 2 from round 1's gA (last epoch); v0.6
+# is round 2's gB (last epoch). To repeat it:
+#   git show caf589a:src/mtakd/pretrained/student.safetensors > gpu/v05.safetensors
+#   python recipes/gpu_pack.py --wheels WHEELS      # gpu/q1..q4 (gpu/ is git-ignored)
+# then device calls, each carrying one pack and gpu/*.safetensors: `. recipes/gpu_stage.sh q1`,
+# `... q2`, `... q3`, then
+#   INIT=gpu/v05.safetensors bash recipes/gpu_finetune.sh 570 q4                   # round 1
+#   INIT=<round 1 gA/last.safetensors> LR_A=5e-4 LR_B=2.5e-4 SEED_A=10 SEED_B=11 \
+#     PROBE_S=12 TAIL_S=20 bash recipes/gpu_finetune.sh 272 q4                     # round 2
+# (one H200; 489 s and 215 s; each call's schedule is sized by the probe, so another machine
+# gives another number of steps: 9,576 and 3,618 here).
+# The probe runs both fine-tunes for PROBE_S seconds to measure steps/s with both on the GPU,
+# so the schedule ends inside the window whatever the machine; each epoch writes last/best.
+W=$1; T0=$(date +%s); G=${G:-/root/g}; OUT=${OUT:-/tmp/out}; mkdir -p $OUT
+. recipes/gpu_stage.sh $2
+python3 -c "import torch, pesq, soundfile, soxr; print('torch', torch.__version__, torch.cuda.is_available())"
+nvidia-smi --query-gpu=name,memory.used --format=csv,noheader 2>/dev/null
+NW=${NW:-6}
+COMMON="-c configs/student.yaml --kd mtakd --tf-weight on --teacher src/mtakd/pretrained/teacher.safetensors
+ --init ${INIT:-src/mtakd/pretrained/student.safetensors} --no-progress data.root=$G/data valid.dir=$G/devset valid.max_files=24
+ data.preload=true data.num_workers=$NW loss.sisdr_weight=0.3 loss.kd_sisdr=true optim.batch_size=${BS:-64} threads=1 $EXTRA"
+declare -A LR=([gA]=${LR_A:-1e-3} [gB]=${LR_B:-5e-4}) SEED=([gA]=${SEED_A:-8} [gB]=${SEED_B:-9})
+for r in gA gB; do
+  python3 -m mtakd distill --run-dir $G/probe_$r $COMMON optim.lr=${LR[$r]} seed=${SEED[$r]} \
+    data.items_per_epoch=6400000 optim.epochs=1 optim.log_every=10 optim.checkpoint_every=100000 > $G/probe_$r.log 2>&1 &
+done
+rows() { [ -f $G/probe_$1/steps.csv ] && echo $(( $(wc -l < $G/probe_$1/steps.csv) - 1 )) || echo 0; }
+for i in $(seq 120); do [ $(rows gA) -ge 2 ] && [ $(rows gB) -ge 2 ] && break; pgrep -f probe_g > /dev/null || break; sleep 1; done
+echo "probe first rows after $(( $(date +%s) - T0 )) s"
+a0=$(rows gA); b0=$(rows gB); t0=$(date +%s.%N); sleep ${PROBE_S:-20}
+a1=$(rows gA); b1=$(rows gB); t1=$(date +%s.%N)
+pkill -f "probe_g" ; sleep 2
+RATE=$(python3 -c "print(min($a1-$a0, $b1-$b0) * 10 / ($t1 - $t0))")
+LEFT=$(( W - ($(date +%s) - T0) ))
+# 40 s: start-up, six validations and checkpoints; then 10 % slack on the measured rate
+STEPS=$(python3 -c "print(max(60, int($RATE * ($LEFT - 40 - ${TAIL_S:-25}) * 0.9) // 6 * 6))")
+echo "probe: gA $((a1-a0))0 gB $((b1-b0))0 steps in $(python3 -c "print(round($t1-$t0,1))") s -> $RATE steps/s; $LEFT s left -> $STEPS steps"
+tail -3 $G/probe_gA.log
+if [ "$RATE" = "0.0" ]; then tail -20 $G/probe_gA.log; cp $G/probe_g*.log $OUT/; exit 1; fi
+IPE=$(( STEPS / 6 * ${BS:-64} ))
+for r in gA gB; do
+  timeout $(( LEFT - ${TAIL_S:-25} )) python3 -m mtakd distill --run-dir $G/$r $COMMON optim.lr=${LR[$r]} seed=${SEED[$r]} \
+    data.items_per_epoch=$IPE optim.epochs=6 optim.warmup_steps=$(( STEPS / 30 )) optim.checkpoint_every=1000000 > $G/$r.log 2>&1 &
+done
+wait
+for r in gA gB; do echo "== $r"; tail -n 8 $G/$r.log | cut -c1-200; cat $G/$r/epochs.csv | cut -d, -f1-3,13-; done
+cd $G && tar czf $OUT/g_runs.tgz gA gB gA.log gB.log probe_gA.log && ls -la $OUT
