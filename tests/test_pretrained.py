@@ -47,3 +47,17 @@ def test_demo_example_falls_back_to_generated_audio_without_a_corpus(tmp_path, c
     (tmp_path / "empty").mkdir()
     assert _example(tmp_path, str(tmp_path / "empty"))[2] == "synthetic speech and noise"
     assert "not usable" in capsys.readouterr().out
+
+
+def test_demo_says_a_generated_example_does_not_measure_the_shipped_student(tmp_path, capsys):
+    """Without a corpus the shipped student's before/after numbers come with a note that the audio
+    is generated (a model trained on real speech need not help on it); with none, no note."""
+    from mtakd.config import DataConfig
+    from mtakd.data import build_devset
+    from mtakd.demo import _enhance_examples
+
+    build_devset(DataConfig(source="synthetic"), tmp_path / "devset", snrs=(5,), per_snr=1, seed=7)
+    _enhance_examples(tmp_path, PRETRAINED / "student.safetensors", data_root=str(tmp_path / "no_corpus_here"))
+    out = capsys.readouterr().out
+    assert "shipped student on synthetic speech and noise" in out
+    assert out.count("not recorded speech") == 1  # the shipped student's line only, not the demo student's
