@@ -13,9 +13,10 @@ device; ``recipes/gpu_finetune.sh`` stages the last one and trains. Keep ``--out
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 from pathlib import Path
+
+from mtakd.data import PairedDataset
 
 
 def main() -> None:
@@ -37,11 +38,10 @@ def main() -> None:
         shutil.copy(src / m, q1 / "data" / m)
     if a.wheels:
         shutil.copytree(a.wheels, q1 / "whl")
-    names = sorted(os.listdir(Path(a.devset) / "noisy"))
-    step = len(names) / a.valid_files  # as PairedDataset(max_files=...) picks them
+    names = PairedDataset(a.devset, max_files=a.valid_files).names  # the files training validates on
     for k in ("noisy", "clean"):
         (q1 / "devset" / k).mkdir(parents=True)
-        for n in (names[int(i * step)] for i in range(a.valid_files)):
+        for n in names:
             shutil.copy(Path(a.devset) / k / n, q1 / "devset" / k / n)
     files = sorted((src / "speech" / "train").rglob("*.flac"))
     total = sum(f.stat().st_size for f in files)
