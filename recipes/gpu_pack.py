@@ -16,6 +16,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from mtakd.corpus import DataError
 from mtakd.data import PairedDataset
 
 
@@ -30,15 +31,24 @@ def main() -> None:
     a = ap.parse_args()
     src, out = Path(a.data), Path(a.out)
     q1 = out / "q1"
-    if q1.exists():
-        raise SystemExit(f"gpu_pack: {q1} exists; remove {out}/q* first")
+    # check everything before writing anything, so a bad argument leaves no half-made pack
+    stale = sorted(str(p) for p in out.glob("q[0-9]*"))
+    if stale:
+        raise SystemExit(f"gpu_pack: {', '.join(stale)} exist; remove {out}/q* first (packs are never merged)")
+    need = [src / "noise" / "train", src / "rir", src / "speech" / "train"] + [src / m for m in ("speech.csv", "noise.csv", "rir.csv")]
+    missing = [str(p) for p in need if not p.exists()]
+    if missing:
+        raise SystemExit(f"gpu_pack: {', '.join(missing)} not found; --data must be the corpus root (e.g. ../shared/data)")
+    try:
+        names = PairedDataset(a.devset, max_files=a.valid_files).names  # the files training validates on
+    except DataError as e:
+        raise SystemExit(f"gpu_pack: {e}") from None
     shutil.copytree(src / "noise" / "train", q1 / "data" / "noise" / "train")
     shutil.copytree(src / "rir", q1 / "data" / "rir")
     for m in ("speech.csv", "noise.csv", "rir.csv"):
         shutil.copy(src / m, q1 / "data" / m)
     if a.wheels:
         shutil.copytree(a.wheels, q1 / "whl")
-    names = PairedDataset(a.devset, max_files=a.valid_files).names  # the files training validates on
     for k in ("noisy", "clean"):
         (q1 / "devset" / k).mkdir(parents=True)
         for n in names:

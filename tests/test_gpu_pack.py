@@ -75,10 +75,23 @@ def test_packs_hold_each_train_file_once_and_merge_into_a_readable_corpus(tmp_pa
         assert corpus.load(item).size > 0
 
 
-def test_pack_refuses_to_overwrite_existing_packs(tmp_path):
+@pytest.mark.parametrize("stale", ["q1", "q3"])
+def test_pack_refuses_to_mix_with_existing_packs(tmp_path, stale):
     data, dev, out = tmp_path / "data", tmp_path / "dev", tmp_path / "packs"
     _corpus(data)
     _devset(dev)
-    (out / "q1").mkdir(parents=True)
+    (out / stale).mkdir(parents=True)
     r = _pack(data, dev, out)
-    assert r.returncode != 0 and "exists" in r.stderr
+    assert r.returncode != 0 and f"{stale} exist" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == [stale]  # nothing written beside it
+
+
+def test_pack_bad_input_is_one_line_and_writes_nothing(tmp_path):
+    data, dev, out = tmp_path / "data", tmp_path / "dev", tmp_path / "packs"
+    _corpus(data)
+    r = _pack(data, dev, out)  # no dev set
+    assert r.returncode != 0 and "gpu_pack:" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
+    _devset(dev)
+    r = _pack(tmp_path / "not_a_corpus", dev, out)
+    assert r.returncode != 0 and "--data must be the corpus root" in r.stderr and not out.exists()
