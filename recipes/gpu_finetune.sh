@@ -2,9 +2,12 @@
 # with a cosine schedule sized to the time the call has left, and pack both runs into $OUT.
 #   bash recipes/gpu_finetune.sh WINDOW_S q4
 # INIT (default: the shipped student) is the starting point; LR_A/LR_B and SEED_A/SEED_B set the
-# two runs (default 1e-3/5e-4, seeds 8/9). Student v0.6 took two calls of this script
-# (docs/gpu_finetune.md): round 1 from v0.5, then round 2 from round 1's gA (last epoch); v0.6
-# is round 2's gB (last epoch). To repeat it:
+# two runs (default 1e-3/5e-4, seeds 8/9); EXTRA (both runs), EXTRA_A and EXTRA_B (one run) add
+# config overrides, e.g. EXTRA_B=loss.log_var_lr_scale=0 holds run B's task weights at 1:1.
+# The runs go to $G/gA and $G/gB; a later round on the same machine first moves those aside
+# (the script refuses to overwrite them).
+# Student v0.6 took two calls of this script (docs/gpu_finetune.md), v0.7 two more
+# (docs/gpu_finetune_r3.md). To repeat v0.6:
 #   git show caf589a:src/mtakd/pretrained/student.safetensors > gpu/v05.safetensors
 #   python recipes/gpu_pack.py --wheels WHEELS      # gpu/q1..q4 (gpu/ is git-ignored)
 # then device calls, each carrying one pack and gpu/*.safetensors: `. recipes/gpu_stage.sh q1`,
@@ -13,10 +16,20 @@
 #   INIT=<round 1 gA/last.safetensors> LR_A=5e-4 LR_B=2.5e-4 SEED_A=10 SEED_B=11 \
 #     PROBE_S=12 TAIL_S=20 bash recipes/gpu_finetune.sh 272 q4                     # round 2
 # (one H200; 489 s and 215 s; each call's schedule is sized by the probe, so another machine
-# gives another number of steps: 9,576 and 3,618 here).
+# gives another number of steps: 9,576 and 3,618 here). v0.7, from v0.6 (the default INIT):
+#   LR_A=5e-4 LR_B=2.5e-4 SEED_A=12 SEED_B=13 bash recipes/gpu_finetune.sh 570 q4   # round 3
+#   mv /root/g/gA /root/g/r3gA; mv /root/g/gB /root/g/r3gB
+#   INIT=/root/g/r3gA/best.safetensors LR_A=1.25e-4 LR_B=6e-5 SEED_A=14 SEED_B=15 \
+#     PROBE_S=12 TAIL_S=20 bash recipes/gpu_finetune.sh 240 q4                     # round 4
+# (524 s and 199 s: 10,524 and 2,970 steps; v0.7 is round 4's gA, last epoch).
 # The probe runs both fine-tunes for PROBE_S seconds to measure steps/s with both on the GPU,
 # so the schedule ends inside the window whatever the machine; each epoch writes last/best.
 W=$1; T0=$(date +%s); G=${G:-/root/g}; OUT=${OUT:-/tmp/out}; mkdir -p $OUT
+# a second round on the same machine must not write into the first round's runs (its INIT may
+# live there): refuse, and say how to keep them
+for r in gA gB; do if [ -e $G/$r ]; then
+  echo "gpu_finetune: $G/$r exists (an earlier round); keep it under another name first, e.g. mv $G/$r $G/r1$r"; exit 2; fi; done
+rm -rf $G/probe_gA $G/probe_gB
 . recipes/gpu_stage.sh $2
 python3 -c "import torch, pesq, soundfile, soxr; print('torch', torch.__version__, torch.cuda.is_available())"
 nvidia-smi --query-gpu=name,memory.used --format=csv,noheader 2>/dev/null
@@ -25,16 +38,21 @@ COMMON="-c configs/student.yaml --kd mtakd --tf-weight on --teacher src/mtakd/pr
  --init ${INIT:-src/mtakd/pretrained/student.safetensors} --no-progress data.root=$G/data valid.dir=$G/devset valid.max_files=24
  data.preload=true data.num_workers=$NW loss.sisdr_weight=0.3 loss.kd_sisdr=true optim.batch_size=${BS:-64} threads=1 $EXTRA"
 declare -A LR=([gA]=${LR_A:-1e-3} [gB]=${LR_B:-5e-4}) SEED=([gA]=${SEED_A:-8} [gB]=${SEED_B:-9})
+declare -A ARGS=([gA]="${EXTRA_A:-}" [gB]="${EXTRA_B:-}")   # overrides for one run only (an A/B)
+PIDS=()
 for r in gA gB; do
-  python3 -m mtakd distill --run-dir $G/probe_$r $COMMON optim.lr=${LR[$r]} seed=${SEED[$r]} \
+  python3 -m mtakd distill --run-dir $G/probe_$r $COMMON optim.lr=${LR[$r]} seed=${SEED[$r]} ${ARGS[$r]} \
     data.items_per_epoch=6400000 optim.epochs=1 optim.log_every=10 optim.checkpoint_every=100000 > $G/probe_$r.log 2>&1 &
+  PIDS+=($!)
 done
 rows() { [ -f $G/probe_$1/steps.csv ] && echo $(( $(wc -l < $G/probe_$1/steps.csv) - 1 )) || echo 0; }
-for i in $(seq 120); do [ $(rows gA) -ge 2 ] && [ $(rows gB) -ge 2 ] && break; pgrep -f probe_g > /dev/null || break; sleep 1; done
+# the probes are stopped by process id, never by a name pattern: `pkill -f` also matched the
+# device tool's own shell whenever its command line mentioned a probe folder, and killed the call
+for i in $(seq 120); do [ $(rows gA) -ge 2 ] && [ $(rows gB) -ge 2 ] && break; kill -0 ${PIDS[@]} 2>/dev/null || break; sleep 1; done
 echo "probe first rows after $(( $(date +%s) - T0 )) s"
 a0=$(rows gA); b0=$(rows gB); t0=$(date +%s.%N); sleep ${PROBE_S:-20}
 a1=$(rows gA); b1=$(rows gB); t1=$(date +%s.%N)
-pkill -f "probe_g" ; sleep 2
+kill ${PIDS[@]} 2>/dev/null; wait ${PIDS[@]} 2>/dev/null; sleep 1
 RATE=$(python3 -c "print(min($a1-$a0, $b1-$b0) * 10 / ($t1 - $t0))")
 LEFT=$(( W - ($(date +%s) - T0) ))
 # 40 s: start-up, six validations and checkpoints; then 10 % slack on the measured rate
@@ -44,7 +62,7 @@ tail -3 $G/probe_gA.log
 if [ "$RATE" = "0.0" ]; then tail -20 $G/probe_gA.log; cp $G/probe_g*.log $OUT/; exit 1; fi
 IPE=$(( STEPS / 6 * ${BS:-64} ))
 for r in gA gB; do
-  timeout $(( LEFT - ${TAIL_S:-25} )) python3 -m mtakd distill --run-dir $G/$r $COMMON optim.lr=${LR[$r]} seed=${SEED[$r]} \
+  timeout $(( LEFT - ${TAIL_S:-25} )) python3 -m mtakd distill --run-dir $G/$r $COMMON optim.lr=${LR[$r]} seed=${SEED[$r]} ${ARGS[$r]} \
     data.items_per_epoch=$IPE optim.epochs=6 optim.warmup_steps=$(( STEPS / 30 )) optim.checkpoint_every=1000000 > $G/$r.log 2>&1 &
 done
 wait

@@ -95,3 +95,18 @@ def test_pack_bad_input_is_one_line_and_writes_nothing(tmp_path):
     _devset(dev)
     r = _pack(tmp_path / "not_a_corpus", dev, out)
     assert r.returncode != 0 and "--data must be the corpus root" in r.stderr and not out.exists()
+
+
+def test_finetune_refuses_to_overwrite_an_earlier_round(tmp_path):
+    """A second round on the same machine must not train into the first round's run folders
+    (its --init may be there): the script stops before staging or training anything."""
+    g = tmp_path / "g"
+    (g / "gA").mkdir(parents=True)
+    (g / "gA" / "last.safetensors").write_bytes(b"round 1")
+    env = {**os.environ, "G": str(g), "OUT": str(tmp_path / "out"), "PACKS": str(tmp_path / "nopacks")}
+    r = subprocess.run(["bash", "recipes/gpu_finetune.sh", "60", "q4"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert f"{g}/gA exists" in r.stdout and "mv " in r.stdout
+    assert (g / "gA" / "last.safetensors").read_bytes() == b"round 1"
+    assert sorted(p.name for p in g.iterdir()) == ["gA"]  # nothing staged, no probe folders
