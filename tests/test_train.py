@@ -171,3 +171,27 @@ def test_the_shipped_teacher_can_teach(tmp_path):
     tr = Trainer(cfg, progress=False)
     shipped = load_checkpoint(resolve_checkpoint("pretrained:teacher"))[0]
     assert all(torch.equal(v, tr.teacher.state_dict()[k]) for k, v in shipped.state_dict().items())
+
+
+def test_valid_select_last_keeps_the_last_epoch_and_bad_values_are_refused(tmp_path):
+    cfg = _cfg(tmp_path, "sel", STUDENT + ["optim.epochs=3", "valid.select=last"])
+    best = Trainer(cfg, progress=False).fit()
+    epochs = read_csv_rows(best.parent / "epochs.csv")
+    assert [r["best"] for r in epochs] == ["1", "1", "1"]
+    b, _, _ = load_checkpoint(best)
+    last, _, _ = load_checkpoint(best.parent / "last.safetensors")
+    assert all(torch.equal(x, y) for x, y in zip(b.state_dict().values(), last.state_dict().values()))
+    with pytest.raises(ConfigError, match="valid.select must be one of pesq, si_sdr, last, got 'stoi'"):
+        Trainer(_cfg(tmp_path, "bad", STUDENT + ["valid.select=stoi"]), progress=False)
+    assert not (tmp_path / "bad").exists()  # refused before the run folder is made
+
+
+def test_selection_score_ranks_epochs_by_the_chosen_metric():
+    from mtakd.validate import selection_score
+
+    a, b = {"val_pesq": 2.0, "val_si_sdr": 9.0}, {"val_pesq": 1.9, "val_si_sdr": 10.0}
+    assert selection_score(a, "pesq", 1) > selection_score(b, "pesq", 2)
+    assert selection_score(a, "si_sdr", 1) < selection_score(b, "si_sdr", 2)
+    assert selection_score(b, "last", 2) > selection_score(a, "last", 1)
+    # no PESQ (e.g. silent validation audio): the PESQ mode ranks by SI-SDR instead
+    assert selection_score({"val_pesq": float("nan"), "val_si_sdr": 12.0}, "pesq", 1) == 1.2

@@ -127,6 +127,10 @@ class ValidConfig:
     max_files: int = 40
     #: synthetic validation set size when ``dir`` is empty
     synthetic_items: int = 8
+    #: what ``best.safetensors`` keeps: ``pesq`` (highest validation PESQ-WB; SI-SDR where PESQ
+    #: cannot be computed), ``si_sdr`` (highest validation SI-SDR) or ``last`` (the last epoch;
+    #: with a few validation files, the end of a cosine schedule is often the safer pick)
+    select: str = "pesq"
 
 
 @dataclass

@@ -4,7 +4,8 @@
 when ``cfg.loss.kd != "none"`` a frozen teacher (``cfg.teacher``, eval mode, no gradients)
 supplies the distillation target. Each step: STFT -> model(s) -> ``MultiTaskLoss`` dict ->
 AdamW with warm-up + cosine LR and gradient clipping. Each epoch: validation (PESQ-WB,
-SI-SDR), ``last`` and ``best`` checkpoints (atomic safetensors), CSV logs with the learned
+SI-SDR), ``last`` and ``best`` checkpoints (atomic safetensors; ``valid.select`` says which
+epoch is best: highest PESQ-WB, highest SI-SDR, or simply the last), CSV logs with the learned
 task weights. ``resume=True`` restores weights, optimiser, scheduler, loss parameters,
 counters and RNG from ``train_state.safetensors`` and continues with the same data order.
 
@@ -40,7 +41,7 @@ from .models import build_model, model_args, model_name
 from .schedule import EpochSampler, lr_factor, step_groups
 from .runlog import RunLog, prepare_run_dir, print_epoch, progress_bar
 from .stft import STFT, apply_mask
-from .validate import validate, validation_items
+from .validate import SELECT_MODES, selection_score, validate, validation_items
 
 
 class TrainingError(RuntimeError):
@@ -85,6 +86,8 @@ class Trainer:
         self.device, main = self.ctx.device, self.ctx.is_main
         self.progress = progress and main
         self.run_dir = Path(cfg.run_dir)
+        if cfg.valid.select not in SELECT_MODES:
+            raise ConfigError(f"valid.select must be one of {', '.join(SELECT_MODES)}, got '{cfg.valid.select}'")
         dist.on_main(lambda: prepare_run_dir(self.run_dir, resume))
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -352,7 +355,7 @@ class Trainer:
             if main:  # the train means are already over all ranks (all-reduced per step)
                 means = {f"train_{k}": v / max(1, n_ok) for k, v in sums.items()}
                 val = self._validate()
-                score = val["val_pesq"] if math.isfinite(val["val_pesq"]) else val["val_si_sdr"] / 10
+                score = selection_score(val, cfg.valid.select, self.epoch)
                 is_best = score > self.best
                 if is_best:
                     self.best = score

@@ -45,3 +45,22 @@ def validate(model: nn.Module, items: list[dict[str, Any]]) -> dict[str, float]:
         "val_pesq": float(np.mean(finite)) if finite else float("nan"),
         "val_si_sdr": float(np.mean(sdrs)) if sdrs else float("nan"),
     }
+
+
+#: values of ``valid.select``: which epoch ``best.safetensors`` keeps
+SELECT_MODES = ("pesq", "si_sdr", "last")
+
+
+def selection_score(val: dict[str, float], select: str, epoch: int) -> float:
+    """The number ``best.safetensors`` maximises over epochs (higher is better).
+
+    ``val`` is one epoch's ``validate`` result; ``epoch`` counts from 1, so ``last`` makes every
+    epoch the new best. ``pesq`` falls back to SI-SDR / 10 where PESQ is not finite (e.g. silent
+    validation audio), as before ``select`` existed."""
+    if select == "last":
+        return float(epoch)
+    if select == "si_sdr":
+        return val["val_si_sdr"]
+    if select == "pesq":
+        return val["val_pesq"] if math.isfinite(val["val_pesq"]) else val["val_si_sdr"] / 10
+    raise ValueError(f"valid.select must be one of {', '.join(SELECT_MODES)}, got '{select}'")
