@@ -50,7 +50,10 @@ def recipe(run: Path) -> str:
         d = LossConfig()
         shape = [f"{k} {loss[k]:g}" for k in ("tf_gamma", "tf_floor") if k in loss and loss[k] != getattr(d, k)]
         tf = " + T-F weights" + (f" ({', '.join(shape)})" if shape else "")
-    kd = loss["kd"] + tf + (
+    # the learned weights' own lr decides whether they reach their equilibrium: named when changed
+    lv = loss.get("log_var_lr_scale", LossConfig().log_var_lr_scale)
+    lv = f" (log-variance lr x{lv:g})" if loss["kd"] == "mtakd" and lv != LossConfig().log_var_lr_scale else ""
+    kd = loss["kd"] + tf + lv + (
         " + teacher error" if loss.get("kd_teacher_error") else "") + (
         " + SI-SDR in both tasks (kd_sisdr)" if loss.get("kd_sisdr") and loss["kd"] != "none" else "")
     init = cfg.get("init") or "scratch"

@@ -32,7 +32,8 @@ def test_report_has_every_run_levels_pairs_and_recipes(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     _run(runs, "ft_a", 0, ["init=pretrained:student", "loss.kd_sisdr=true"])  # a no-op without KD: not named
     _run(runs, "ft_d", 1, ["loss.kd=mtakd", "loss.tf_weight=true", "loss.kd_sisdr=true", "teacher=pretrained:teacher"])
-    _run(runs, "ft_f", 2, ["loss.kd=mtakd", "loss.tf_weight=true", "loss.tf_floor=0.3", "teacher=pretrained:teacher"])
+    _run(runs, "ft_f", 2, ["loss.kd=mtakd", "loss.tf_weight=true", "loss.tf_floor=0.3", "teacher=pretrained:teacher",
+                           "loss.log_var_lr_scale=100"])
     out = tmp_path / "report.md"
     monkeypatch.setattr(sys, "argv", ["finetune_study.py", "--runs", str(runs), "--devset", str(dev),
                                       "--pair", "ft_d:ft_a", "--level-files", "2", "--out", str(out)])
@@ -46,6 +47,7 @@ def test_report_has_every_run_levels_pairs_and_recipes(tmp_path, monkeypatch):
     assert "| ft_d - ft_a | PESQ-WB |" in text and "| ft_d - ft_a | SI-SDRi | 2 |" in text
     assert "**ft_a**: student from `pretrained:student`, kd none, 40 steps" in text
     assert "kd mtakd + T-F weights + SI-SDR in both tasks (kd_sisdr), teacher `pretrained:teacher`" in text
-    assert "kd mtakd + T-F weights (tf_floor 0.3), teacher" in text  # a non-default shape is named
+    assert "kd mtakd + T-F weights (tf_floor 0.3) (log-variance lr x100), teacher" in text  # non-defaults are named
+    assert "kd mtakd + T-F weights + SI-SDR" in text  # ft_d: the default log-variance lr is not
     # scores are cached beside each run
     assert (runs / "ft_a" / "dev.csv").is_file() and (runs / "_scores" / "noisy_dev.csv").is_file()
