@@ -45,14 +45,13 @@ def recipe(run: Path) -> str:
     rows = list(csv.DictReader(open(run / "epochs.csv"))) if (run / "epochs.csv").is_file() else []
     steps = rows[-1]["step"] if rows else "?"
     loss, optim = cfg["loss"], cfg["optim"]
-    tf = ""
+    tf, d = "", LossConfig()
     if loss.get("tf_weight"):  # the T-F weights' shape is named when it is not the default
-        d = LossConfig()
         shape = [f"{k} {loss[k]:g}" for k in ("tf_gamma", "tf_floor") if k in loss and loss[k] != getattr(d, k)]
         tf = " + T-F weights" + (f" ({', '.join(shape)})" if shape else "")
     # the learned weights' own lr decides whether they reach their equilibrium: named when changed
-    lv = loss.get("log_var_lr_scale", LossConfig().log_var_lr_scale)
-    lv = f" (log-variance lr x{lv:g})" if loss["kd"] == "mtakd" and lv != LossConfig().log_var_lr_scale else ""
+    lv = loss.get("log_var_lr_scale", d.log_var_lr_scale)
+    lv = f" (log-variance lr x{lv:g})" if loss["kd"] == "mtakd" and lv != d.log_var_lr_scale else ""
     kd = loss["kd"] + tf + lv + (
         " + teacher error" if loss.get("kd_teacher_error") else "") + (
         " + SI-SDR in both tasks (kd_sisdr)" if loss.get("kd_sisdr") and loss["kd"] != "none" else "")
