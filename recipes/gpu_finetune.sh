@@ -21,7 +21,14 @@
 #   mv /root/g/gA /root/g/r3gA; mv /root/g/gB /root/g/r3gB
 #   INIT=/root/g/r3gA/best.safetensors LR_A=1.25e-4 LR_B=6e-5 SEED_A=14 SEED_B=15 \
 #     PROBE_S=12 TAIL_S=20 bash recipes/gpu_finetune.sh 240 q4                     # round 4
-# (524 s and 199 s: 10,524 and 2,970 steps; v0.7 is round 4's gA, last epoch).
+# (524 s and 199 s: 10,524 and 2,970 steps; v0.7 is round 4's gA, last epoch). v0.8, from v0.7
+# (the wheels for q1: recipes/gpu_wheels.sh), an A/B of the teacher-error bound, then a low-lr round with it:
+#   LR_A=2.5e-4 LR_B=2.5e-4 SEED_A=16 SEED_B=16 EXTRA_A=loss.kd_teacher_error=true bash recipes/gpu_finetune.sh 500 q4
+#   mv /root/g/gA /root/g/r5gA; mv /root/g/gB /root/g/r5gB
+#   INIT=/root/g/r5gA/last.safetensors LR_A=1.25e-4 LR_B=6e-5 SEED_A=17 SEED_B=18 \
+#     EXTRA=loss.kd_teacher_error=true PROBE_S=12 TAIL_S=20 bash recipes/gpu_finetune.sh 350 q4
+# (407 s and 300 s: 6,390 and 4,566 steps; v0.8 is round 6's gB, last epoch; docs/gpu_finetune_r5.md).
+# Rounds 1-6 ran with the older sizing below (40 s, 10 % slack, TAIL_S 25).
 # The probe runs both fine-tunes for PROBE_S seconds to measure steps/s with both on the GPU,
 # so the schedule ends inside the window whatever the machine; each epoch writes last/best.
 W=$1; T0=$(date +%s); G=${G:-/root/g}; OUT=${OUT:-/tmp/out}; mkdir -p $OUT
@@ -55,14 +62,17 @@ a1=$(rows gA); b1=$(rows gB); t1=$(date +%s.%N)
 kill ${PIDS[@]} 2>/dev/null; wait ${PIDS[@]} 2>/dev/null; sleep 1
 RATE=$(python3 -c "print(min($a1-$a0, $b1-$b0) * 10 / ($t1 - $t0))")
 LEFT=$(( W - ($(date +%s) - T0) ))
-# 40 s: start-up, six validations and checkpoints; then 10 % slack on the measured rate
-STEPS=$(python3 -c "print(max(60, int($RATE * ($LEFT - 40 - ${TAIL_S:-25}) * 0.9) // 6 * 6))")
+# 20 s for start-up, six validations and checkpoints, then 5 % slack on the measured rate. Round 5
+# (docs/gpu_finetune_r5.md) measured ~10 s of start-up and its runs stepped faster than the probe
+# (both probes share the GPU's first seconds), so the older 40 s and 10 % left 94 s of a 500 s call
+# idle; if a run does overrun, `timeout` stops it and the last finished epoch is kept.
+STEPS=$(python3 -c "print(max(60, int($RATE * ($LEFT - 20 - ${TAIL_S:-15}) * 0.95) // 6 * 6))")
 echo "probe: gA $((a1-a0))0 gB $((b1-b0))0 steps in $(python3 -c "print(round($t1-$t0,1))") s -> $RATE steps/s; $LEFT s left -> $STEPS steps"
 tail -3 $G/probe_gA.log
 if [ "$RATE" = "0.0" ]; then tail -20 $G/probe_gA.log; cp $G/probe_g*.log $OUT/; exit 1; fi
 IPE=$(( STEPS / 6 * ${BS:-64} ))
 for r in gA gB; do
-  timeout $(( LEFT - ${TAIL_S:-25} )) python3 -m mtakd distill --run-dir $G/$r $COMMON optim.lr=${LR[$r]} seed=${SEED[$r]} ${ARGS[$r]} \
+  timeout $(( LEFT - ${TAIL_S:-15} )) python3 -m mtakd distill --run-dir $G/$r $COMMON optim.lr=${LR[$r]} seed=${SEED[$r]} ${ARGS[$r]} \
     data.items_per_epoch=$IPE optim.epochs=6 optim.warmup_steps=$(( STEPS / 30 )) optim.checkpoint_every=1000000 > $G/$r.log 2>&1 &
 done
 wait

@@ -7,7 +7,8 @@ tracked tree is already ~19 MiB (the shipped teacher), so the 145 MiB of trainin
 in several calls: q1 holds noise/train, the RIRs, the manifests, the wheels the device lacks
 (``--wheels``) and the 24 validation pairs (the same evenly spaced files ``valid.max_files=24``
 picks); q2.. hold speech/train, split by size. ``recipes/gpu_stage.sh`` merges each pack on the
-device; ``recipes/gpu_finetune.sh`` stages the last one and trains. Keep ``--out`` ignored by git
+device; ``recipes/gpu_finetune.sh`` stages the last one and trains. ``recipes/gpu_wheels.sh DIR``
+fetches the wheels (and pesq's sdist) for ``--wheels DIR``. Keep ``--out`` ignored by git
 (the audio must never enter the repository).
 """
 from __future__ import annotations
