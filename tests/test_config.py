@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from mtakd.config import ConfigError, TrainConfig, load_config, save_config
@@ -45,15 +47,24 @@ def test_saved_config_reloads_identically(tmp_path):
     assert load_config(TrainConfig, tmp_path / "run.yaml") == cfg
 
 
-@pytest.mark.parametrize("name", ["student.yaml", "teacher.yaml", "tiny.yaml"])
-def test_shipped_configs_load_and_serve_every_kd_mode(name):
-    """Each file in configs/ loads, and its loss settings build for --kd none/fixed/mtakd
-    (e.g. loss.kd_sisdr in student.yaml must not break --kd none)."""
-    from pathlib import Path
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
+
+def test_every_config_file_is_checked():
+    assert {p.name for p in CONFIGS} >= {"student.yaml", "student_finetune.yaml", "teacher.yaml", "tiny.yaml"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load_and_serve_every_kd_mode(path):
+    """Each file in configs/ loads, and its loss settings build for --kd none/fixed/mtakd
+    (e.g. loss.kd_sisdr in student.yaml must not break --kd none). A config with the
+    teacher-error bound is for mtakd only: the other modes get the one-line ConfigError."""
     from mtakd.losses import KD_MODES, MultiTaskLoss
 
-    path = Path(__file__).resolve().parents[1] / "configs" / name
     for kd in KD_MODES:
         cfg = load_config(TrainConfig, path, [f"loss.kd={kd}"])
+        if cfg.loss.kd_teacher_error and kd != "mtakd":
+            with pytest.raises(ConfigError, match="needs loss.kd=mtakd"):
+                MultiTaskLoss(cfg.loss)
+            continue
         assert MultiTaskLoss(cfg.loss).uses_teacher == (kd != "none")
