@@ -46,6 +46,29 @@ def test_student_step_equals_forward(phase_input):
 
 
 @pytest.mark.parametrize("phase_input", [False, True])
+def test_student_steps_equal_step_and_carry_the_state(phase_input):
+    """``steps`` over chunks of frames == ``step`` frame by frame == ``forward`` on the whole."""
+    torch.manual_seed(1)
+    m = build_model("student", {"hidden": 12, "input_size": 10, "layers": 2, "phase_input": phase_input}).eval()
+    spec = STFT()(torch.randn(2, 4000))  # (2, 2, 26, F)
+    full = m(spec)
+    state, outs = m.initial_state(2), []
+    for a, b in [(0, 1), (1, 9), (9, 10), (10, 26)]:  # chunks of 1, 8, 1 and 16 frames
+        o, state = m.steps(spec[:, :, a:b], state)
+        outs.append(o)
+    assert torch.allclose(torch.cat(outs, 2), full, atol=1e-5)
+    # the state steps returns is the state step would have carried
+    st = m.initial_state(2)
+    for t in range(spec.shape[2]):
+        _, st = m.step(spec[:, :, t], st)
+    assert torch.allclose(state, st, atol=1e-5)
+    with pytest.raises(ValueError, match="expects a state"):
+        m.steps(spec, m.initial_state(1))
+    with pytest.raises(ValueError, match="expects a spectrum"):
+        m.steps(spec[:, :, 0], state)
+
+
+@pytest.mark.parametrize("phase_input", [False, True])
 def test_student_is_causal_end_to_end(phase_input):
     """Changing the input after sample k never changes the output before k - latency."""
     m = build_model("student", {"hidden": 12, "input_size": 10, "phase_input": phase_input}).eval()

@@ -90,6 +90,34 @@ def test_small_batches_of_frames_equal_one_batch(student):
     assert np.abs(a - b).max() <= 1e-6
 
 
+def test_a_long_chunk_runs_the_gru_once_and_one_hop_runs_step(student):
+    """The speed path: many frames in one ``steps`` call (not a loop of ``step``), the
+    real-time hop through ``step``; both give the offline output (tests above)."""
+    calls = {"step": 0, "steps": 0}
+
+    class Counting(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def initial_state(self, b=1):
+            return self.m.initial_state(b)
+
+        def step(self, *a):
+            calls["step"] += 1
+            return self.m.step(*a)
+
+        def steps(self, *a):
+            calls["steps"] += 1
+            return self.m.steps(*a)
+
+    s = StreamingEnhancer(Counting(student))
+    s.feed(_signal(16000))  # 100 complete frames in one chunk
+    assert calls == {"step": 0, "steps": 1}
+    s.feed(_signal(HOP, seed=1))  # one more hop: one frame
+    assert calls == {"step": 1, "steps": 1}
+
+
 def test_output_count_and_delay(student):
     s = StreamingEnhancer(student)
     assert s.delay_samples == stft.ALGORITHMIC_LATENCY_SAMPLES == 320

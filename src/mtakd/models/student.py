@@ -33,7 +33,8 @@ class StudentConfig:
 
 
 class Student(nn.Module):
-    """``forward(spec (B,2,T,F)) -> mask (B,2,T,F)``; ``step(frame (B,2,F), state (L,B,H))``."""
+    """``forward(spec (B,2,T,F)) -> mask (B,2,T,F)``; ``step(frame (B,2,F), state (L,B,H))``;
+    ``steps(spec (B,2,T,F), state)`` for several frames of a stream at once."""
 
     def __init__(self, cfg: StudentConfig):
         super().__init__()
@@ -65,13 +66,28 @@ class Student(nn.Module):
         raw = self.fc_out(h).unflatten(-1, (2, self.cfg.n_freq))
         return bounded_mask(raw, self.cfg.mask_bound, ch=-2)
 
-    def forward(self, spec: torch.Tensor, return_hidden: bool = False):
-        """``spec (B,2,T,F)`` -> ``mask (B,2,T,F)`` (and hidden ``(B,T,H)`` if asked)."""
+    def _run(self, spec: torch.Tensor, state: torch.Tensor | None):
+        """``spec (B,2,T,F)``, ``state (L,B,H)`` or None (zeros) -> mask ``(B,2,T,F)``,
+        hidden ``(B,T,H)``, new state ``(L,B,H)``."""
         check_spec(spec, self.cfg.n_freq, "Student")
         x = self.act(self.fc_in(self._features(spec)))  # (B, T, I)
-        h, _ = self.gru(x)  # (B, T, H)
-        mask = self._head(h).transpose(1, 2)  # (B, T, 2, F) -> (B, 2, T, F)
+        h, state = self.gru(x, state)  # (B, T, H), (L, B, H)
+        return self._head(h).transpose(1, 2), h, state  # (B, T, 2, F) -> (B, 2, T, F)
+
+    def forward(self, spec: torch.Tensor, return_hidden: bool = False):
+        """``spec (B,2,T,F)`` -> ``mask (B,2,T,F)`` (and hidden ``(B,T,H)`` if asked)."""
+        mask, h, _ = self._run(spec, None)
         return (mask, h) if return_hidden else mask
+
+    def steps(self, spec: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``T`` consecutive frames at once: ``spec (B,2,T,F)``, ``state (L,B,H)`` -> ``mask
+        (B,2,T,F)``, new state. The same arithmetic as ``T`` calls of ``step``, but the GRU runs
+        its own loop over the frames: a streamer handed a long chunk pays one call, not ``T``
+        (per call, not arithmetic, is what a frame costs in PyTorch)."""
+        if state.shape != (self.cfg.layers, spec.shape[0], self.cfg.hidden):
+            raise ValueError(f"Student.steps expects a state ({self.cfg.layers}, batch, {self.cfg.hidden}), got {tuple(state.shape)}")
+        mask, _, state = self._run(spec, state)
+        return mask, state
 
     def step(self, frame: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One frame: ``frame (B,2,F)``, ``state (L,B,H)`` -> ``mask (B,2,F)``, new state."""
