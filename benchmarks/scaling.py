@@ -18,7 +18,9 @@ Modes:
   only summed, so neither grows with the length: what is measured is the streamer's memory.
 * ``files-student`` / ``files-student-ort``: ``mtakd.batch.enhance_files`` on a generated
   16-bit WAV of that length (the 10 s signal repeated), PyTorch / onnxruntime backend:
-  30 s read blocks, bounded frame batches, block-wise writing.
+  30 s read blocks, bounded frame batches, block-wise writing. The onnxruntime row exports
+  the checkpoint in memory as ``mtakd enhance --backend onnxruntime`` does for files
+  (``enhancement.FILE_HOPS`` frames per run).
 * ``files-teacher``: the same for the non-causal teacher (30 s chunks with 1 s crossfade).
 
 Without checkpoints, default-size untrained models are used (speed does not depend on weights).
@@ -112,10 +114,10 @@ def child(args) -> int:
 
         torch.set_num_threads(1)
         from mtakd.batch import enhance_files
-        from mtakd.enhancement import get_engine
+        from mtakd.enhancement import FILE_HOPS, get_engine
 
-        if mode == "files-student-ort":
-            engine = get_engine(tmp / "student_step.onnx", backend="onnxruntime")
+        if mode == "files-student-ort":  # as `mtakd enhance --backend onnxruntime` with a checkpoint
+            engine = get_engine(tmp / "student.safetensors", backend="onnxruntime", hops=FILE_HOPS)
         else:
             engine = get_engine(tmp / ("teacher.safetensors" if mode == "files-teacher" else "student.safetensors"))
         s = engine.stream()  # 1 s warm-up
@@ -167,7 +169,7 @@ def prepare(args, tmp: Path, notes: list[str]) -> None:
             save_checkpoint(dst, build_model(role))
             notes.append(f"{role}: no checkpoint given, a default-size **untrained** {role} was used "
                          "(speed and memory do not depend on the weights).")
-    if any(m in args.modes for m in ("stream-ort", "files-student-ort")):
+    if "stream-ort" in args.modes:
         export_onnx(tmp / "student.safetensors", tmp / "student_step.onnx", kind="step")
     base = bc.speech_like_noisy(BASE_S)
     sf.write(str(tmp / "base.wav"), base, bc.SAMPLE_RATE, subtype="FLOAT")

@@ -145,6 +145,35 @@ def test_onnxruntime_backend_matches_torch(student):
     assert np.abs(enhance(x, model=student, backend="onnxruntime") - enhance(x, model=student)).max() <= 1e-4
 
 
+def test_files_on_onnxruntime_run_several_hops_per_call(ckpt, tmp_path, monkeypatch):
+    """Files and arrays need no low latency: a checkpoint exported for them runs FILE_HOPS
+    frames per onnxruntime call (3x less CPU); streams keep one hop (20 ms)."""
+    pytest.importorskip("onnxruntime")
+    import mtakd.batch
+    from mtakd.stream_cli import make_streamer
+
+    assert enh.FILE_HOPS > 1
+    hops = []
+
+    def spy(model=None, backend="torch", hops_=1, *a):
+        engine = get_engine(model, backend, hops_)
+        hops.append(engine.stream().hops)
+        return engine
+
+    get_engine = enh.get_engine
+    monkeypatch.setattr(enh, "get_engine", spy)
+    monkeypatch.setattr(mtakd.batch, "get_engine", spy)
+    x = _signal(SR + 77)  # not a whole number of groups: flush pads the last one
+    y = enhance(x, model=ckpt, backend="onnxruntime")
+    assert np.abs(y - enhance(x, model=ckpt)).max() <= 1e-4
+    sf.write(tmp_path / "a.wav", x, SR, subtype="FLOAT")
+    assert np.abs(enhance(tmp_path / "a.wav", model=ckpt, backend="onnxruntime") - y).max() <= 1e-6
+    assert enhance_files([tmp_path / "a.wav"], tmp_path / "out", model=ckpt, backend="onnxruntime").failed == []
+    # enhance (ort, torch: one hop), enhance of a path, then enhance_files (it asks again per file)
+    assert len(hops) > 3 and hops == [enh.FILE_HOPS, 1] + [enh.FILE_HOPS] * (len(hops) - 2)
+    assert make_streamer(str(ckpt), "onnxruntime").hops == 1
+
+
 def test_bad_inputs_raise(student):
     with pytest.raises(ValueError, match="NaN"):
         enhance(np.array([0.1, np.nan], np.float32), model=student)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .audio import AUDIO_EXTENSIONS, AudioError, DiskFullError, list_audio_files, list_unsupported_files, write_error
-from .enhancement import EnhanceWarning, enhance_file, get_engine
+from .enhancement import FILE_HOPS, EnhanceWarning, enhance_file, get_engine
 
 if TYPE_CHECKING:
     from .enhancement import Engine
@@ -116,7 +116,7 @@ def enhance_files(inputs, out_dir, model=None, overwrite: bool = False, backend:
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     root = Path(out_dir)
-    engine = get_engine(model, backend)
+    engine = get_engine(model, backend, FILE_HOPS)
     pairs, failed = plan_outputs(inputs, root)
     check_output_folder(root)
     summary = EnhanceSummary(failed=list(failed))

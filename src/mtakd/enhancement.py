@@ -48,6 +48,11 @@ DEFAULT_MODEL = PRETRAINED_DIR / "student.safetensors"
 BLOCK_S = 30.0  # file read block
 OFFLINE_CHUNK_S = 30.0  # non-causal models: chunk length ...
 OFFLINE_OVERLAP_S = 1.0  # ... and crossfade overlap
+#: hops per onnxruntime run when a student checkpoint is exported in memory for files and
+#: arrays: their latency does not matter, and a run of 16 frames costs little more than one
+#: of 1 (RTF 0.0014 against 0.0044 on a 60 s signal, Zen 4 host; same output samples). An
+#: ``.onnx`` file keeps its own; streams (``mtakd stream``) default to 1 (20 ms latency)
+FILE_HOPS = 16
 
 
 class EnhanceWarning(UserWarning):
@@ -229,7 +234,7 @@ def _enhance_mono(x: np.ndarray, sr: int, engine: Engine) -> np.ndarray:
 
 def enhance(x, model=None, sr: int | None = None, backend: str = "torch"):
     """Enhance a path, numpy array or tensor; see the module docstring for layouts and rates."""
-    engine = get_engine(model, backend)
+    engine = get_engine(model, backend, FILE_HOPS)
     if isinstance(x, (str, os.PathLike)):
         if sr is not None:
             raise ValueError("sr is read from the file; pass sr only with arrays or tensors")
@@ -287,7 +292,7 @@ def _with_last(it):
 def enhance_file(src: str | os.PathLike, dst: str | os.PathLike, model=None, backend: str = "torch") -> None:
     """Enhance one file into ``dst`` (16-bit WAV at the input's rate, written atomically:
     block by block to a hidden temporary file, renamed at the end; removed on any failure)."""
-    src, dst, engine = Path(src), Path(dst), get_engine(model, backend)
+    src, dst, engine = Path(src), Path(dst), get_engine(model, backend, FILE_HOPS)
     info = audio_info(src)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)

@@ -46,14 +46,14 @@ def enhance_sharded(inputs, out_dir, model=None, rank: int | None = None, world:
     """
     from . import distributed as dist
     from .batch import EnhanceSummary, check_output_folder, plan_outputs, run_pairs
-    from .enhancement import get_engine
+    from .enhancement import FILE_HOPS, get_engine
 
     rank = dist.rank() if rank is None else rank
     world = dist.world_size() if world is None else world
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     root = Path(out_dir)
-    engine = get_engine(model, backend)
+    engine = get_engine(model, backend, FILE_HOPS)
     pairs, planning_failures = plan_outputs(inputs, root)
     check_output_folder(root)  # every rank creates/probes it (exist_ok): same answer everywhere
     pairs = sorted(pairs, key=lambda p: str(p[1]))  # one order on every rank, whatever the input order
