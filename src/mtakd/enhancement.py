@@ -50,8 +50,8 @@ OFFLINE_CHUNK_S = 30.0  # non-causal models: chunk length ...
 OFFLINE_OVERLAP_S = 1.0  # ... and crossfade overlap
 #: hops per onnxruntime run when a student checkpoint is exported in memory for files and
 #: arrays: their latency does not matter, and a run of 16 frames costs little more than one
-#: of 1 (RTF 0.0014 against 0.0044 on a 60 s signal, Zen 4 host; same output samples). An
-#: ``.onnx`` file keeps its own; streams (``mtakd stream``) default to 1 (20 ms latency)
+#: of 1 (a 10 min file: RTF 0.0016 against 0.0047, docs/benchmarks.md; same output samples).
+#: An ``.onnx`` file keeps its own; streams (``mtakd stream``) default to 1 (20 ms latency)
 FILE_HOPS = 16
 
 
