@@ -7,7 +7,10 @@
 # (carry gpu/q4, timeout_s about WINDOW_S + 30). Back here:
 #   mkdir -p runs/gpu12 && tar xzf <files_at>/study.tgz -C runs/gpu12
 #   mkdir -p runs/gpu12/study/teacher && cp src/mtakd/pretrained/teacher.safetensors runs/gpu12/study/teacher/best.safetensors
-#   python benchmarks/results.py --runs runs/gpu12/study --devset data/devset --jobs 2 --out docs/results.md
+#   python benchmarks/results.py --runs runs/gpu12/study --devset data/devset --jobs 2 \
+#     --method h_mtakd_tf_sisdr --vs d_mtakd_tf --vs e_mtakd_gate --out docs/results_gpu_five.md \
+#     --commands COMMANDS.md --notes NOTES.md     # the commands page: this call's, as in docs/results_cpu_five_commands.md
+# (the CPU-budget twin of this study, same variants and seeds: docs/results_cpu_five.md)
 # Environment: VARIANTS (recipes/reproduce.sh names; default the five of issue 3 plus h), SEEDS
 # ["0 1 2"], BS [64] batch, EPOCHS [4], NW [1] data workers per run, PROBE_S [20], TAIL_S [15],
 # EXTRA (overrides for every run). G [/root/g] holds the staged data; the runs go to $G/study,
