@@ -153,14 +153,13 @@ def test_files_on_onnxruntime_run_several_hops_per_call(ckpt, tmp_path, monkeypa
     from mtakd.stream_cli import make_streamer
 
     assert enh.FILE_HOPS > 1
-    hops = []
+    hops, real = [], enh.get_engine
 
-    def spy(model=None, backend="torch", hops_=1, *a):
-        engine = get_engine(model, backend, hops_)
+    def spy(model=None, backend="torch", hops_=1):  # callers pass hops positionally
+        engine = real(model, backend, hops_)
         hops.append(engine.stream().hops)
         return engine
 
-    get_engine = enh.get_engine
     monkeypatch.setattr(enh, "get_engine", spy)
     monkeypatch.setattr(mtakd.batch, "get_engine", spy)
     x = _signal(SR + 77)  # not a whole number of groups: flush pads the last one

@@ -117,6 +117,16 @@ def test_a_long_chunk_runs_the_gru_once_and_one_hop_runs_step(student):
     s.feed(_signal(HOP, seed=1))  # one more hop: one frame
     assert calls == {"step": 1, "steps": 1}
 
+    # a causal model without steps (only step/initial_state) still streams, a step per frame,
+    # and gives the same output as the student it wraps
+    class StepOnly(Counting):
+        steps = None
+
+    calls.update(step=0, steps=0)
+    x = _signal(5000, seed=2)
+    assert np.abs(_stream(StreamingEnhancer(StepOnly(student)), x, [5000]) - _offline(student, x)).max() <= 1e-5
+    assert calls["steps"] == 0 and calls["step"] == stft.STFT().num_frames(x.size)
+
 
 def test_output_count_and_delay(student):
     s = StreamingEnhancer(student)
