@@ -1,4 +1,11 @@
-"""The compact causal student: compressed magnitude -> 2 GRU layers -> complex ratio mask.
+"""The compact causal student: compressed magnitude -> 2 recurrent layers -> complex ratio mask.
+
+The recurrent cell is a GRU (the default, and the shipped student) or, with ``cell="lstm"``,
+an LSTM. Why offer both: at equal MACs, PyTorch on the CPU runs a whole ``nn.LSTM`` sequence
+in one oneDNN primitive, but an ``nn.GRU`` one step at a time with ~11 operator calls per
+step and layer, so offline the LSTM is ~4x faster there (2x80 LSTM, 99 k recurrent
+parameters: 4.6 ms for 1,000 frames at one thread; 2x96 GRU, 103 k: 23 ms; ``benchmarks/
+cells.py``). onnxruntime runs both as one fused op.
 
 With ``phase_input`` the input is the compressed magnitude *and* the compressed complex
 spectrum (real, imag) of each bin, ``3F`` features instead of ``F`` (about +21 k parameters
@@ -21,6 +28,9 @@ from ..stft import N_FREQ
 from .common import bounded_mask, check_spec, compressed_complex, compressed_magnitude
 
 
+CELLS = ("gru", "lstm")
+
+
 @dataclass
 class StudentConfig:
     n_freq: int = N_FREQ
@@ -30,24 +40,53 @@ class StudentConfig:
     mask_bound: float = 1.0
     #: also feed the compressed complex spectrum (real, imag), not only the magnitude
     phase_input: bool = False
+    #: recurrent cell, "gru" or "lstm" (see the module docstring)
+    cell: str = "gru"
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ValueError(f"StudentConfig.cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
 
 
 class Student(nn.Module):
-    """``forward(spec (B,2,T,F)) -> mask (B,2,T,F)``; ``step(frame (B,2,F), state (L,B,H))``;
-    ``steps(spec (B,2,T,F), state)`` for several frames of a stream at once."""
+    """``forward(spec (B,2,T,F)) -> mask (B,2,T,F)``; ``step(frame (B,2,F), state)``;
+    ``steps(spec (B,2,T,F), state)`` for several frames of a stream at once.
+
+    The state is one plain tensor: ``(L, B, H)`` for a GRU; ``(2L, B, H)`` for an LSTM, its
+    hidden states of the ``L`` layers then its cell states (``torch.cat([h, c])``)."""
 
     def __init__(self, cfg: StudentConfig):
         super().__init__()
         self.cfg = cfg
         self.fc_in = nn.Linear((3 if cfg.phase_input else 1) * cfg.n_freq, cfg.input_size)
         self.act = nn.PReLU()
-        self.gru = nn.GRU(cfg.input_size, cfg.hidden, num_layers=cfg.layers, batch_first=True)
+        rnn = nn.LSTM if cfg.cell == "lstm" else nn.GRU
+        # named after the cell, so a checkpoint's weights say which one they are
+        setattr(self, cfg.cell, rnn(cfg.input_size, cfg.hidden, num_layers=cfg.layers, batch_first=True))
         self.fc_out = nn.Linear(cfg.hidden, 2 * cfg.n_freq)
         self.hidden_size = cfg.hidden
 
+    @property
+    def state_rows(self) -> int:
+        """First dimension of the state: ``L`` (GRU) or ``2L`` (LSTM: h then c)."""
+        return self.cfg.layers * (2 if self.cfg.cell == "lstm" else 1)
+
     def initial_state(self, batch: int = 1) -> torch.Tensor:
-        """Zero recurrent state ``(layers, batch, hidden)``."""
-        return torch.zeros(self.cfg.layers, batch, self.cfg.hidden)
+        """Zero recurrent state ``(L or 2L, batch, hidden)``."""
+        return torch.zeros(self.state_rows, batch, self.cfg.hidden)
+
+    def _check_state(self, state: torch.Tensor, batch: int, who: str) -> None:
+        if state.shape != (self.state_rows, batch, self.cfg.hidden):
+            raise ValueError(f"Student.{who} expects a state ({self.state_rows}, {batch}, {self.cfg.hidden}) "
+                             f"for its {self.cfg.layers}-layer {self.cfg.cell.upper()}, got {tuple(state.shape)}")
+
+    def _recur(self, x: torch.Tensor, state: torch.Tensor | None):
+        """``x (B, T, I)``, packed state or None -> ``h (B, T, H)``, packed state."""
+        if self.cfg.cell == "gru":
+            return self.gru(x, state)
+        L = self.cfg.layers
+        h, (hn, cn) = self.lstm(x, None if state is None else (state[:L].contiguous(), state[L:].contiguous()))
+        return h, torch.cat((hn, cn))
 
     def _features(self, spec: torch.Tensor) -> torch.Tensor:
         """``(B, 2, T, F)`` -> ``(B, T, F or 3F)``; ``(B, 2, F)`` -> ``(B, F or 3F)``."""
@@ -71,7 +110,7 @@ class Student(nn.Module):
         hidden ``(B,T,H)``, new state ``(L,B,H)``."""
         check_spec(spec, self.cfg.n_freq, "Student")
         x = self.act(self.fc_in(self._features(spec)))  # (B, T, I)
-        h, state = self.gru(x, state)  # (B, T, H), (L, B, H)
+        h, state = self._recur(x, state)  # (B, T, H), packed state
         return self._head(h).transpose(1, 2), h, state  # (B, T, 2, F) -> (B, 2, T, F)
 
     def forward(self, spec: torch.Tensor, return_hidden: bool = False):
@@ -84,15 +123,26 @@ class Student(nn.Module):
         (B,2,T,F)``, new state. The same arithmetic as ``T`` calls of ``step``, but the GRU runs
         its own loop over the frames: a streamer handed a long chunk pays one call, not ``T``
         (per call, not arithmetic, is what a frame costs in PyTorch)."""
-        if state.shape != (self.cfg.layers, spec.shape[0], self.cfg.hidden):
-            raise ValueError(f"Student.steps expects a state ({self.cfg.layers}, batch, {self.cfg.hidden}), got {tuple(state.shape)}")
+        self._check_state(state, spec.shape[0], "steps")
         mask, _, state = self._run(spec, state)
         return mask, state
 
     def step(self, frame: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One frame: ``frame (B,2,F)``, ``state (L,B,H)`` -> ``mask (B,2,F)``, new state."""
+        """One frame: ``frame (B,2,F)``, ``state`` -> ``mask (B,2,F)``, new state."""
         if frame.dim() != 3 or frame.shape[1] != 2 or frame.shape[-1] != self.cfg.n_freq:
             raise ValueError(f"Student.step expects a frame (batch, 2, {self.cfg.n_freq}), got {tuple(frame.shape)}")
+        self._check_state(state, frame.shape[0], "step")
         x = self.act(self.fc_in(self._features(frame)))  # (B, I)
-        h, state = self.gru(x.unsqueeze(1), state)  # (B, 1, H)
-        return self._head(h[:, 0]), state
+        if self.cfg.cell == "gru":
+            h, state = self.gru(x.unsqueeze(1), state)  # (B, 1, H)
+            return self._head(h[:, 0]), state
+        # one frame through nn.LSTM pays oneDNN's per-call setup (~4x a GRU step, measured in
+        # benchmarks/cells.py); the same arithmetic with lstm_cell per layer does not
+        L, hs, cs = self.cfg.layers, [], []
+        for l in range(L):
+            p = [getattr(self.lstm, f"{n}_l{l}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            hx, cx = torch.lstm_cell(x, (state[l], state[L + l]), *p)
+            hs.append(hx)
+            cs.append(cx)
+            x = hx
+        return self._head(x), torch.stack(hs + cs)
