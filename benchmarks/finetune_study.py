@@ -11,7 +11,8 @@ fine-tuning the shipped models with ``--init``): every folder under ``--runs`` w
 files (``output_level.py``: PESQ, STOI and SI-SDR cannot see a level error), and each
 ``--pair A:B`` gets a per-file paired test of A - B (Wilcoxon, bootstrap CI). The training
 recipe of each run (init, kd mode, steps, batch, lr) is read from its ``config.yaml`` and
-``epochs.csv``.
+``epochs.csv``. ``--group NAME`` adds a mean +/- std over seeds of the runs ``NAME_s<seed>``
+(e.g. one recipe at three seeds against another).
 """
 from __future__ import annotations
 
@@ -56,8 +57,12 @@ def recipe(run: Path) -> str:
         " + teacher error" if loss.get("kd_teacher_error") else "") + (
         " + SI-SDR in both tasks (kd_sisdr)" if loss.get("kd_sisdr") and loss["kd"] != "none" else "")
     init = cfg.get("init") or "scratch"
+    model = cfg["model"]["name"]
+    margs = cfg["model"].get("args") or {}
+    if model == "student":  # the recurrent cell and size, which studies of the student vary
+        model += f" ({str(margs.get('cell', 'gru')).upper()} {margs.get('layers', '?')}x{margs.get('hidden', '?')})"
     teacher = f", teacher `{cfg['teacher']}`" if cfg.get("teacher") else ""
-    return (f"{cfg['model']['name']} from `{init}`, kd {kd}{teacher}, {steps} steps x {optim['batch_size']} x "
+    return (f"{model} from `{init}`, kd {kd}{teacher}, {steps} steps x {optim['batch_size']} x "
             f"{cfg['data']['segment_s']:g} s, lr {optim['lr']:g}, SI-SDR weight {loss.get('sisdr_weight', 0):g}, seed {cfg['seed']}")
 
 
@@ -66,6 +71,8 @@ def main() -> int:
     ap.add_argument("--runs", required=True, help="folder of run folders, one system each")
     ap.add_argument("--devset", default="data/devset")
     ap.add_argument("--pair", action="append", default=[], metavar="A:B", help="paired test of run A against run B")
+    ap.add_argument("--group", action="append", default=[], metavar="NAME",
+                    help="mean +/- std over the runs NAME_s<seed> (repeatable)")
     ap.add_argument("--level-files", type=int, default=24, help="evenly spaced dev files for the level measurement")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--title", default="Fine-tuning study")
@@ -82,6 +89,11 @@ def main() -> int:
         for n in (a, b):
             if n not in runs:
                 ap.error(f"--pair {a}:{b}: no run '{n}' under {root} (runs: {', '.join(runs)})")
+    groups = {g: sorted(n for n in runs if n.rsplit("_s", 1)[0] == g and n.rsplit("_s", 1)[-1].isdigit())
+              for g in args.group}
+    for g, members in groups.items():
+        if len(members) < 2:
+            ap.error(f"--group {g}: needs at least two runs named {g}_s<seed> under {root}, found {len(members)}")
     tables = score_all(runs, {"dev": args.devset}, root / "_scores", False, max(1, args.jobs))["dev"]
     levels = {n: level_and_loss(run / "best.safetensors", args.devset, args.level_files) for n, run in runs.items()}
     noisy_level = level_and_loss(None, args.devset, args.level_files)
@@ -98,6 +110,18 @@ def main() -> int:
         lv = noisy_level if name == "noisy" else levels[name]
         cells = [rt.fmt(rt.table_mean(table, m), rt.DIGITS[m]) for m in METRICS]
         out.append(f"| {name} | " + " | ".join(cells) + f" | {lv[0]:+.1f} | {lv[1]:.4f} |")
+    if groups:
+        import numpy as np
+
+        out += ["", "## Mean +/- std over seeds", "",
+                "Each run's mean over the dev files, then the mean and sample std of those means over its seeds.", "",
+                "| recipe | seeds | " + " | ".join(rt.LABEL[m] for m in METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
+        for g, members in groups.items():
+            cells = []
+            for m in METRICS:
+                v = np.array([rt.table_mean(tables[n], m) for n in members])
+                cells.append(f"{rt.fmt(v.mean(), rt.DIGITS[m])} +/- {rt.fmt(v.std(ddof=1), rt.DIGITS[m])}")
+            out.append(f"| {g} | {', '.join(n.rsplit('_s', 1)[1] for n in members)} | " + " | ".join(cells) + " |")
     if pairs:
         out += ["", "## Paired per-file tests", "",
                 "| comparison | metric | files | mean diff | 95 % bootstrap CI | Wilcoxon p | files A better |",

@@ -45,8 +45,32 @@ def test_report_has_every_run_levels_pairs_and_recipes(tmp_path, monkeypatch):
     assert all(cell.strip()[0] in "+-" for cell in (rows[n].split("|")[-3] for n in ("noisy", "ft_a", "ft_d")))
     # untrained models: PESQ may be NaN on a file (then left out of the pair), SI-SDR never is
     assert "| ft_d - ft_a | PESQ-WB |" in text and "| ft_d - ft_a | SI-SDRi | 2 |" in text
-    assert "**ft_a**: student from `pretrained:student`, kd none, 40 steps" in text
+    assert "**ft_a**: student (GRU 1x8) from `pretrained:student`, kd none, 40 steps" in text
     assert "kd mtakd + T-F weights + SI-SDR in both tasks (kd_sisdr), teacher `pretrained:teacher`" in text
     assert "kd mtakd + T-F weights (tf_floor 0.3) (log-variance lr x100), teacher" in text  # non-defaults are named
     # scores are cached beside each run
     assert (runs / "ft_a" / "dev.csv").is_file() and (runs / "_scores" / "noisy_dev.csv").is_file()
+
+
+def test_groups_give_mean_and_std_over_seeds(tmp_path, monkeypatch):
+    dev = tmp_path / "dev"
+    build_devset(DataConfig(source="synthetic"), dev, snrs=(0, 10), per_snr=1, segment_s=1.0)
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        _run(runs, f"gru_s{seed}", seed, [])
+        _run(runs, f"lstm_s{seed}", seed, ["model.args={input_size: 8, hidden: 8, layers: 1, cell: lstm}"])
+    out = tmp_path / "report.md"
+    argv = ["finetune_study.py", "--runs", str(runs), "--devset", str(dev), "--level-files", "2", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv + ["--group", "gru", "--group", "lstm"])
+    assert finetune_study.main() == 0
+    text = out.read_text()
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert rows["lstm"].split("|")[2].strip() == "0, 1" and "+/-" in rows["lstm"].split("|")[4]
+    assert "**lstm_s1**: student (LSTM 1x8) from `scratch`" in text
+    monkeypatch.setattr(sys, "argv", argv + ["--group", "nope"])
+    try:
+        finetune_study.main()
+    except SystemExit as e:
+        assert e.code == 2
+    else:
+        raise AssertionError("an empty group must be a usage error")

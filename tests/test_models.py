@@ -30,9 +30,10 @@ def test_forward_shapes_and_mask_bound(name):
         m(spec[:, :1])
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
 @pytest.mark.parametrize("phase_input", [False, True])
-def test_student_step_equals_forward(phase_input):
-    m = build_model("student", {"hidden": 12, "input_size": 10, "layers": 2, "phase_input": phase_input}).eval()
+def test_student_step_equals_forward(phase_input, cell):
+    m = build_model("student", {"hidden": 12, "input_size": 10, "layers": 2, "phase_input": phase_input, "cell": cell}).eval()
     spec = STFT()(torch.randn(2, 4000))
     full = m(spec)
     state = m.initial_state(2)
@@ -45,11 +46,12 @@ def test_student_step_equals_forward(phase_input):
         m.step(spec[:, :, :2], state)
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
 @pytest.mark.parametrize("phase_input", [False, True])
-def test_student_steps_equal_step_and_carry_the_state(phase_input):
+def test_student_steps_equal_step_and_carry_the_state(phase_input, cell):
     """``steps`` over chunks of frames == ``step`` frame by frame == ``forward`` on the whole."""
     torch.manual_seed(1)
-    m = build_model("student", {"hidden": 12, "input_size": 10, "layers": 2, "phase_input": phase_input}).eval()
+    m = build_model("student", {"hidden": 12, "input_size": 10, "layers": 2, "phase_input": phase_input, "cell": cell}).eval()
     spec = STFT()(torch.randn(2, 4000))  # (2, 2, 26, F)
     full = m(spec)
     state, outs = m.initial_state(2), []
@@ -68,10 +70,11 @@ def test_student_steps_equal_step_and_carry_the_state(phase_input):
         m.steps(spec[:, :, 0], state)
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
 @pytest.mark.parametrize("phase_input", [False, True])
-def test_student_is_causal_end_to_end(phase_input):
+def test_student_is_causal_end_to_end(phase_input, cell):
     """Changing the input after sample k never changes the output before k - latency."""
-    m = build_model("student", {"hidden": 12, "input_size": 10, "phase_input": phase_input}).eval()
+    m = build_model("student", {"hidden": 12, "input_size": 10, "phase_input": phase_input, "cell": cell}).eval()
     enh = MaskEnhancer(m)
     x = torch.randn(1, 8000)
     k = 5000
@@ -116,3 +119,30 @@ def test_phase_input_sees_the_phase():
         with torch.no_grad():
             assert torch.allclose(m(spec), m(turned), atol=1e-6) is same
     assert _params(build_model("student", {"phase_input": True})) - _params(build_model("student")) == 2 * 161 * 64
+
+
+def test_lstm_student_packs_h_then_c_and_names_its_weights():
+    """The LSTM student's state is ``(2L, B, H)``: nn.LSTM's h then c, as forward returns them;
+    its weights are ``lstm.*`` (a GRU checkpoint cannot load into it by mistake)."""
+    torch.manual_seed(2)
+    m = build_model("student", {"hidden": 12, "input_size": 10, "layers": 3, "cell": "lstm"}).eval()
+    assert m.initial_state(2).shape == (6, 2, 12)
+    assert any(k.startswith("lstm.") for k in m.state_dict()) and not any(k.startswith("gru.") for k in m.state_dict())
+    spec = STFT()(torch.randn(2, 3000))
+    with torch.no_grad():
+        x = m.act(m.fc_in(m._features(spec)))
+        _, (h, c) = m.lstm(x)
+        _, state = m.steps(spec, m.initial_state(2))
+    assert torch.allclose(state, torch.cat((h, c)), atol=1e-6)
+    with pytest.raises(ValueError, match=r"expects a state \(6, 2, 12\) for its 3-layer LSTM"):
+        m.step(spec[:, :, 0], torch.zeros(3, 2, 12))
+    with pytest.raises(ConfigError, match="cell"):
+        build_model("student", {"cell": "rnn"})
+    # the forget gates start at sigmoid(1): the two forget-bias blocks add up to lstm_forget_bias
+    b = m.lstm.bias_ih_l1 + m.lstm.bias_hh_l1
+    assert torch.allclose(b[12:24], torch.ones(12)) and not torch.allclose(b[:12], torch.ones(12))
+    torch.manual_seed(2)
+    plain = build_model("student", {"hidden": 12, "input_size": 10, "layers": 3, "cell": "lstm", "lstm_forget_bias": None})
+    assert not torch.allclose((plain.lstm.bias_ih_l1 + plain.lstm.bias_hh_l1)[12:24], torch.ones(12))
+    with pytest.raises(RuntimeError, match="lstm"):  # a GRU's weights do not load into an LSTM student
+        m.load_state_dict(build_model("student", {"hidden": 12, "input_size": 10, "layers": 3}).state_dict())

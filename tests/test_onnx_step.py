@@ -37,7 +37,8 @@ def _student(seed=0, **args):
     return model
 
 
-@pytest.mark.parametrize("args", [{}, {"layers": 1}, {"layers": 3}, {"mask_bound": 0.7}])
+@pytest.mark.parametrize("args", [{}, {"layers": 1}, {"layers": 3}, {"mask_bound": 0.7},
+                                  {"cell": "lstm"}, {"cell": "lstm", "layers": 3}])
 def test_step_graph_equals_torch_streaming(args):
     model = _student(**args)
     data, diff = onnx_bytes(model, kind="step")  # verified against the traced torch StepGraph
@@ -74,6 +75,23 @@ def test_other_causal_models_use_the_traced_graph():
     assert np.abs(_stream(OrtStreamingEnhancer(sess), x, [160, 333]) - _stream(StreamingEnhancer(model), x, [160, 333])).max() <= 1e-4
 
 
+def test_lstm_step_graph_carries_h_then_c_per_layer():
+    """An LSTM student's graph: one LSTM op per layer, states h0..h{L-1} then c0..c{L-1} (the
+    order of the student's packed state), equal to torch over multi-hop runs too."""
+    model = _student(cell="lstm", layers=2)
+    proto = onnx.load_from_string(onnx_bytes(model, kind="step", verify=False)[0])
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("LSTM") == 2 and "GRU" not in ops and len(ops) <= 25
+    assert [i.name for i in proto.graph.input] == ["frame", "state0", "state1", "state2", "state3"]
+    lstm0 = next(n for n in proto.graph.node if n.op_type == "LSTM")
+    assert list(lstm0.input[5:]) == ["state0", "state2"] and list(lstm0.output[1:]) == ["state_out0", "state_out2"]
+    data, diff = onnx_bytes(model, kind="step", hops=4)
+    assert diff <= 1e-4
+    x = _signal(5000, seed=5)
+    y = _stream(StreamingEnhancer(model), x, [640, 17, 900])
+    assert np.abs(_stream(OrtStreamingEnhancer(data), x, [640, 17, 900]) - y).max() <= 1e-4
+
+
 def test_int8_copy_keeps_the_dft_float():
     data = onnx_bytes(_student(), kind="step", verify=False)[0]
     q = onnx.load_from_string(quantize_bytes(data))
@@ -82,6 +100,9 @@ def test_int8_copy_keeps_the_dft_float():
     assert sum(op == "MatMulInteger" for op in ops.values()) == 2  # fc_in and fc_out
     floats = {i.name for i in q.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
     assert {"dft_fwd", "dft_inv"} <= floats
+    # an LSTM student's recurrence is quantised too (onnxruntime has a dynamic int8 LSTM, no GRU)
+    q = onnx.load_from_string(quantize_bytes(onnx_bytes(_student(cell="lstm"), kind="step", verify=False)[0]))
+    assert [n.op_type for n in q.graph.node].count("DynamicQuantizeLSTM") == 2
 
 
 def test_processor_reset_state_and_kind_without_metadata():

@@ -29,8 +29,9 @@ Two kinds (stored as ``mtakd_kind`` in the ONNX metadata, with the model name/ar
 
 Export uses torch's TorchScript exporter (``dynamo=False``): the dynamo exporter needs the
 ``onnxscript`` package, which mtakd does not depend on. ``quantize=True`` adds a dynamic int8
-copy (``<name>.int8.onnx``): MatMul/Gemm weights (fc_in/fc_out) become int8; the GRU stays
-float (onnxruntime has no dynamically quantised GRU) and the DFT is kept float on purpose.
+copy (``<name>.int8.onnx``): MatMul/Gemm weights (fc_in/fc_out) become int8; a GRU stays
+float (onnxruntime has no dynamically quantised GRU), an LSTM student's recurrent weights become
+int8 too (``DynamicQuantizeLSTM``), and the DFT is kept float on purpose.
 """
 from __future__ import annotations
 

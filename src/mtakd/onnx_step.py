@@ -24,7 +24,9 @@ the state; this one has 24 (onnxruntime fuses one more away), none of them for l
   ``Gemm`` before it (``FusedGemm``).
 
 The GRU is onnxruntime's ``GRU`` op (``linear_before_reset=1`` is torch's formulation) on
-the ``nn.GRU`` parameters, gates reordered from torch's (r, z, n) to ONNX's (z, r, h). A
+the ``nn.GRU`` parameters, gates reordered from torch's (r, z, n) to ONNX's (z, r, h). An LSTM
+student (``cell="lstm"``) gets onnxruntime's ``LSTM`` op, gates reordered from torch's
+(i, f, g, o) to ONNX's (i, o, f, c), and two states per layer (h, then c: ``state{L + l}``). A
 hand-written cell (two Gemm + ~11 element-wise nodes per layer) measured slower. The
 dense DFT matmuls stay: a two-stage FFT written as matmuls needs ~16 more nodes and was
 slower, and folding the frame's symmetric halves (half the DFT bytes) was no faster. DFT
@@ -55,9 +57,15 @@ DFT_PREFIX = "dft_"
 
 
 def _gates_to_onnx(a: np.ndarray) -> np.ndarray:
-    """torch's gate blocks (r, z, n) along axis 0 -> ONNX's (z, r, h)."""
+    """torch's GRU gate blocks (r, z, n) along axis 0 -> ONNX's (z, r, h)."""
     r, z, n = np.split(a, 3, axis=0)
     return np.concatenate((z, r, n), axis=0)
+
+
+def _lstm_gates_to_onnx(a: np.ndarray) -> np.ndarray:
+    """torch's LSTM gate blocks (i, f, g, o) along axis 0 -> ONNX's (i, o, f, c)."""
+    i, f, g, o = np.split(a, 4, axis=0)
+    return np.concatenate((i, o, f, g), axis=0)
 
 
 class _Graph:
@@ -85,8 +93,12 @@ class _Graph:
 
 
 def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size: int, hidden: int,
-                       layers: int, mask_bound: float, opset: int = 17, hops: int = 1):
+                       layers: int, mask_bound: float, opset: int = 17, hops: int = 1, cell: str = "gru"):
     """The step graph of a ``Student`` as an ``onnx.ModelProto``, ``hops`` (K) frames per run.
+
+    ``cell="lstm"``: the ``lstm.*`` parameters (4 gate blocks) run as onnxruntime's ``LSTM``
+    op, and the states are ``state0 .. state{L-1}`` (h of each layer) then ``state{L} ..
+    state{2L-1}`` (c), the order of the student's packed ``(2L, 1, H)`` state.
 
     ``params``: the model's ``state_dict`` as float numpy arrays (``fc_in.weight (I, F)``,
     ``act.weight (1,)`` or ``(I,)``, ``gru.weight_ih_l{l} (3H, I or H)``, ``gru.weight_hh_l{l}
@@ -122,22 +134,29 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
         x = g.node("LeakyRelu", [x], alpha=float(slope[0]))
     else:
         x = g.node("PRelu", [x, g.const("prelu_slope", slope)])
-    x = g.node("Reshape", [x, g.shape("shape_gru_in", K, 1, input_size)], "gru_in")  # (seq, batch, I)
+    x = g.node("Reshape", [x, g.shape("shape_rnn_in", K, 1, input_size)], "rnn_in")  # (seq, batch, I)
 
     # ---- recurrent layers over the K frames. Y_h (1, 1, H) is the new state; with K = 1 it is
     # also the whole output sequence, so it feeds the next layer directly (no Y, no Reshape)
+    if cell not in ("gru", "lstm"):
+        raise ValueError(f"the step graph is built for a GRU or LSTM student, got cell {cell!r}")
+    reorder = _gates_to_onnx if cell == "gru" else _lstm_gates_to_onnx
     for l in range(layers):
-        w = _gates_to_onnx(p[f"gru.weight_ih_l{l}"])[None]
-        r = _gates_to_onnx(p[f"gru.weight_hh_l{l}"])[None]
-        b = np.concatenate((_gates_to_onnx(p[f"gru.bias_ih_l{l}"]), _gates_to_onnx(p[f"gru.bias_hh_l{l}"])))[None]
-        y = "" if K == 1 else f"gru{l}_y"  # Y (K, 1, 1, H)
-        g.nodes.append(helper.make_node(
-            "GRU", [x, g.const(f"gru{l}_w", w), g.const(f"gru{l}_r", r), g.const(f"gru{l}_b", b), "", f"state{l}"],
-            [y, f"state_out{l}"], name=f"GRU_l{l}", hidden_size=H, linear_before_reset=1))
+        w = reorder(p[f"{cell}.weight_ih_l{l}"])[None]
+        r = reorder(p[f"{cell}.weight_hh_l{l}"])[None]
+        b = np.concatenate((reorder(p[f"{cell}.bias_ih_l{l}"]), reorder(p[f"{cell}.bias_hh_l{l}"])))[None]
+        y = "" if K == 1 else f"{cell}{l}_y"  # Y (K, 1, 1, H)
+        ins = [x, g.const(f"{cell}{l}_w", w), g.const(f"{cell}{l}_r", r), g.const(f"{cell}{l}_b", b), "", f"state{l}"]
+        if cell == "gru":
+            g.nodes.append(helper.make_node("GRU", ins, [y, f"state_out{l}"], name=f"GRU_l{l}",
+                                            hidden_size=H, linear_before_reset=1))
+        else:  # initial_c / Y_c are the layer's cell state, carried as state{L + l}
+            g.nodes.append(helper.make_node("LSTM", ins + [f"state{layers + l}"],
+                                            [y, f"state_out{l}", f"state_out{layers + l}"], name=f"LSTM_l{l}", hidden_size=H))
         if K == 1:
             x = f"state_out{l}"
         elif l < layers - 1:
-            x = g.node("Reshape", [y, g.shape(f"shape_gru{l}_y", K, 1, H)])
+            x = g.node("Reshape", [y, g.shape(f"shape_{cell}{l}_y", K, 1, H)])
         else:
             x = y
 
@@ -159,9 +178,10 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
 
     f32 = TensorProto.FLOAT
     inputs = [helper.make_tensor_value_info("frame", f32, [K, N_FFT])]
-    inputs += [helper.make_tensor_value_info(f"state{l}", f32, [1, 1, H]) for l in range(layers)]
+    n_states = layers * (2 if cell == "lstm" else 1)
+    inputs += [helper.make_tensor_value_info(f"state{l}", f32, [1, 1, H]) for l in range(n_states)]
     outputs = [helper.make_tensor_value_info("out", f32, [K, N_FFT])]
-    outputs += [helper.make_tensor_value_info(f"state_out{l}", f32, [1, 1, H]) for l in range(layers)]
+    outputs += [helper.make_tensor_value_info(f"state_out{l}", f32, [1, 1, H]) for l in range(n_states)]
     model = helper.make_model(helper.make_graph(g.nodes, "mtakd_student_step", inputs, outputs, g.inits),
                               opset_imports=[helper.make_opsetid("", opset)], producer_name="mtakd")
     model.ir_version = min(model.ir_version, 8)  # loadable by older onnxruntime releases too
@@ -189,5 +209,6 @@ def student_step_bytes(model, opset: int = 17, hops: int = 1) -> bytes:
     copied, model untouched)."""
     cfg = model.cfg
     params = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
-    proto = student_step_model(params, cfg.n_freq, cfg.input_size, cfg.hidden, cfg.layers, cfg.mask_bound, opset, hops)
+    proto = student_step_model(params, cfg.n_freq, cfg.input_size, cfg.hidden, cfg.layers, cfg.mask_bound, opset, hops,
+                               cfg.cell)
     return proto.SerializeToString()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..config import ConfigError
 from ..stft import N_FREQ
 from .common import bounded_mask, check_spec, compressed_complex, compressed_magnitude
 
@@ -42,10 +43,14 @@ class StudentConfig:
     phase_input: bool = False
     #: recurrent cell, "gru" or "lstm" (see the module docstring)
     cell: str = "gru"
+    #: LSTM only: initial forget-gate bias (b_ih + b_hh), so the cell starts out remembering;
+    #: 1.0 is the usual choice (Jozefowicz et al. 2015; Keras' unit_forget_bias). None keeps
+    #: torch's uniform init, whose forget gates start near 0.5
+    lstm_forget_bias: float | None = 1.0
 
     def __post_init__(self):
         if self.cell not in CELLS:
-            raise ValueError(f"StudentConfig.cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+            raise ConfigError(f"student cell (model.args.cell) must be one of {', '.join(CELLS)}, got {self.cell!r}")
 
 
 class Student(nn.Module):
@@ -63,6 +68,12 @@ class Student(nn.Module):
         rnn = nn.LSTM if cfg.cell == "lstm" else nn.GRU
         # named after the cell, so a checkpoint's weights say which one they are
         setattr(self, cfg.cell, rnn(cfg.input_size, cfg.hidden, num_layers=cfg.layers, batch_first=True))
+        if cfg.cell == "lstm" and cfg.lstm_forget_bias is not None:
+            H = cfg.hidden
+            with torch.no_grad():
+                for l in range(cfg.layers):  # gate blocks (i, f, g, o): f is rows H..2H, split over both biases
+                    getattr(self.lstm, f"bias_ih_l{l}")[H : 2 * H] = cfg.lstm_forget_bias / 2
+                    getattr(self.lstm, f"bias_hh_l{l}")[H : 2 * H] = cfg.lstm_forget_bias / 2
         self.fc_out = nn.Linear(cfg.hidden, 2 * cfg.n_freq)
         self.hidden_size = cfg.hidden
 
