@@ -12,10 +12,10 @@ spectrum (real, imag) of each bin, ``3F`` features instead of ``F`` (about +21 k
 and +2 M MAC/s at the default size): the mask is complex, and its phase part cannot be
 learned from magnitudes alone.
 
-Causal by construction (GRUs run forward in time, every other layer is per frame), so it
-streams frame by frame with ``step(frame, state)``; ``forward`` over a whole utterance and
-``step`` over its frames are the same computation (tested). The default size is ~143 k
-parameters and ~14 M MAC/s, a small fraction of the teacher.
+Causal by construction (the recurrent layers run forward in time, every other layer is per
+frame), so it streams frame by frame with ``step(frame, state)``; ``forward`` over a whole
+utterance and ``step`` over its frames are the same computation (tested). The default size
+is ~144 k parameters and ~14 M MAC/s, a small fraction of the teacher.
 """
 from __future__ import annotations
 
