@@ -56,6 +56,18 @@ def cpu_model(cpuinfo: str | None = None) -> str:
     return f"{name} ({extra})" if extra else name
 
 
+def torch_one_thread():
+    """Import torch pinned to one intra-op and one inter-op thread (the speed runs' setting)."""
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass
+    return torch
+
+
 def load_average() -> list[float]:
     try:
         return [round(v, 2) for v in os.getloadavg()]

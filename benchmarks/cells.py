@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from speed import Offline, Streaming
+from speed import Offline, Streaming, time_round_robin
 
 RUNTIMES = ("PyTorch offline", "PyTorch streaming", "onnxruntime streaming", "onnxruntime offline")
 
@@ -116,25 +116,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     info = bc.machine_info()
     info["command"] = bc.command_line()
-    import torch
-
-    torch.set_num_threads(1)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
+    bc.torch_one_thread()
     x, audio = bc.bench_audio(None, args.seconds)
     duration = x.size / bc.SAMPLE_RATE
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="mtakd-cells-") as d:
         systems, eff = build_systems(args, Path(d), notes)
-        for s in systems:  # warm-up
-            s.run(x)
-        runs = {id(s): [] for s in systems}
-        for r in range(args.repeats):
-            for s in systems:
-                runs[id(s)].append(s.run(x))
-            print(f"repeat {r + 1}/{args.repeats} done", file=sys.stderr)
+        runs = time_round_robin(systems, x, args.repeats)
     bc.finish_machine_info(info)
 
     res = {}

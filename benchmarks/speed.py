@@ -189,19 +189,27 @@ def build_systems(args, tmp: Path, notes: list[str]):
     return systems, eff, ckpts
 
 
+def time_round_robin(systems, x, repeats: int) -> dict[int, list[dict]]:
+    """One untimed warm-up pass per system, then ``repeats`` timed passes, round-robin (repeat
+    1 of every system, then repeat 2, ...), so slow spells of load spread over all systems.
+    Returns ``{id(system): [run results]}``."""
+    for s in systems:
+        s.run(x)
+    runs = {id(s): [] for s in systems}
+    for r in range(repeats):
+        for s in systems:
+            runs[id(s)].append(s.run(x))
+        print(f"repeat {r + 1}/{repeats} done", file=sys.stderr)
+    return runs
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     args = parse_args(argv)
     info = bc.machine_info()
     info["command"] = bc.command_line()
 
-    import torch
-
-    torch.set_num_threads(1)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
+    bc.torch_one_thread()
     from mtakd.stft import ALGORITHMIC_LATENCY_MS, HOP, N_FFT, SAMPLE_RATE
 
     x, audio = bc.bench_audio(args.wav, args.seconds)
@@ -214,13 +222,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="mtakd-speed-") as d:
         systems, eff, ckpts = build_systems(args, Path(d), notes)
         print(f"warming up {len(systems)} systems on {duration:.1f} s of audio ...", file=sys.stderr)
-        for s in systems:
-            s.run(x)
-        runs = {id(s): [] for s in systems}
-        for r in range(args.repeats):
-            for s in systems:
-                runs[id(s)].append(s.run(x))
-            print(f"repeat {r + 1}/{args.repeats} done", file=sys.stderr)
+        runs = time_round_robin(systems, x, args.repeats)
     bc.finish_machine_info(info)
 
     results = []
