@@ -3,9 +3,10 @@
 The recurrent cell is a GRU (the default, and the shipped student) or, with ``cell="lstm"``,
 an LSTM. Why offer both: at equal MACs, PyTorch on the CPU runs a whole ``nn.LSTM`` sequence
 in one oneDNN primitive, but an ``nn.GRU`` one step at a time with ~11 operator calls per
-step and layer, so offline the LSTM is ~4x faster there (2x80 LSTM, 99 k recurrent
-parameters: 4.6 ms for 1,000 frames at one thread; 2x96 GRU, 103 k: 23 ms; ``benchmarks/
-cells.py``). onnxruntime runs both as one fused op.
+step and layer. Offline at one thread, the whole pipeline of an LSTM 2x80 or 2x96 student
+runs at RTF 0.0014 against the GRU 2x96's 0.0033 (docs/benchmarks.md, ``benchmarks/cells.py``);
+onnxruntime runs both cells as one fused op, level there. But with the same distillation
+recipe the LSTM student came out worse (docs/cells.md), so the GRU is the default.
 
 With ``phase_input`` the input is the compressed magnitude *and* the compressed complex
 spectrum (real, imag) of each bin, ``3F`` features instead of ``F`` (about +21 k parameters
