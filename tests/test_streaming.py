@@ -72,11 +72,12 @@ def test_streaming_equals_offline(student, sizes):
 
 
 @settings(max_examples=15, deadline=None)
-@given(n=st.integers(1, 3000), sizes=st.lists(st.integers(1, 700), min_size=1, max_size=6))
-def test_streaming_equals_offline_any_chunking(n, sizes):
+@given(n=st.integers(1, 3000), sizes=st.lists(st.integers(1, 700), min_size=1, max_size=6),
+       cell=st.sampled_from(["gru", "lstm"]))
+def test_streaming_equals_offline_any_chunking(n, sizes, cell):
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = build_model("student", {"hidden": 8, "input_size": 6}).eval()
+    model = build_model("student", {"hidden": 8, "input_size": 6, "cell": cell}).eval()
     x = _signal(n, seed=n)
     y = _stream(StreamingEnhancer(model), x, sizes)
     ref = _offline(model, x)

@@ -118,8 +118,8 @@ class Student(nn.Module):
         return bounded_mask(raw, self.cfg.mask_bound, ch=-2)
 
     def _run(self, spec: torch.Tensor, state: torch.Tensor | None):
-        """``spec (B,2,T,F)``, ``state (L,B,H)`` or None (zeros) -> mask ``(B,2,T,F)``,
-        hidden ``(B,T,H)``, new state ``(L,B,H)``."""
+        """``spec (B,2,T,F)``, ``state`` (see the class) or None (zeros) -> mask ``(B,2,T,F)``,
+        hidden ``(B,T,H)``, new state (``(L,B,H)``, or ``(2L,B,H)`` for an LSTM)."""
         check_spec(spec, self.cfg.n_freq, "Student")
         x = self.act(self.fc_in(self._features(spec)))  # (B, T, I)
         h, state = self._recur(x, state)  # (B, T, H), packed state
@@ -131,9 +131,9 @@ class Student(nn.Module):
         return (mask, h) if return_hidden else mask
 
     def steps(self, spec: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``T`` consecutive frames at once: ``spec (B,2,T,F)``, ``state (L,B,H)`` -> ``mask
-        (B,2,T,F)``, new state. The same arithmetic as ``T`` calls of ``step``, but the GRU runs
-        its own loop over the frames: a streamer handed a long chunk pays one call, not ``T``
+        """``T`` consecutive frames at once: ``spec (B,2,T,F)``, ``state`` -> ``mask
+        (B,2,T,F)``, new state. The same arithmetic as ``T`` calls of ``step``, but the recurrent
+        layer runs its own loop over the frames: a streamer handed a long chunk pays one call, not ``T``
         (per call, not arithmetic, is what a frame costs in PyTorch)."""
         self._check_state(state, spec.shape[0], "steps")
         mask, _, state = self._run(spec, state)
@@ -148,8 +148,8 @@ class Student(nn.Module):
         if self.cfg.cell == "gru":
             h, state = self.gru(x.unsqueeze(1), state)  # (B, 1, H)
             return self._head(h[:, 0]), state
-        # one frame through nn.LSTM pays oneDNN's per-call setup (~4x a GRU step, measured in
-        # benchmarks/cells.py); the same arithmetic with lstm_cell per layer does not
+        # one frame through nn.LSTM pays oneDNN's per-call primitive setup, which costs more
+        # than the same arithmetic as one lstm_cell call per layer
         L, hs, cs = self.cfg.layers, [], []
         for l in range(L):
             p = [getattr(self.lstm, f"{n}_l{l}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
