@@ -1,7 +1,7 @@
 """GRU vs LSTM student: the same pipeline timed per runtime at one thread, in one run.
 
     PYTHONPATH=src python benchmarks/cells.py --student gru=src/mtakd/pretrained/student.safetensors \
-        --student lstm=runs/cpu13lstm/h_mtakd_tf_sisdr_s0/best.safetensors \
+        --student lstm80=lstm:80 --student lstm96=lstm:96 \
         --teacher src/mtakd/pretrained/teacher.safetensors --out docs/benchmarks.md
 
 Why: PyTorch on the CPU runs a whole ``nn.LSTM`` sequence in one oneDNN primitive, but an
