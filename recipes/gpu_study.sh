@@ -19,6 +19,7 @@
 # them sharing the GPU and the 16 cores, sizes one schedule for all (identical budgets), so the
 # study ends inside the window whatever the machine; `timeout` stops an overrun, and each run
 # keeps its last finished epoch (best.safetensors by validation PESQ-WB, last.safetensors).
+# Warm-up is STEPS/20 steps (the CPU study's 50 of 800 is 1/16); its commands page says so.
 set -u
 W=${1:?usage: bash recipes/gpu_study.sh WINDOW_S PACK}; T0=$(date +%s); G=${G:-/root/g}; OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
