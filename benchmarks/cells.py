@@ -5,7 +5,7 @@
         --teacher src/mtakd/pretrained/teacher.safetensors --out docs/benchmarks.md
 
 Why: PyTorch on the CPU runs a whole ``nn.LSTM`` sequence in one oneDNN primitive, but an
-``nn.GRU`` one time step at a time (~11 ATen calls per step and layer), so at equal MACs the
+``nn.GRU`` one time step at a time (several ATen calls per step and layer), so at equal MACs the
 cell decides the student's offline PyTorch speed, and with it the teacher/student RTF ratio
 (the teacher is an LSTM, so it already gets oneDNN). onnxruntime runs either as one op.
 
@@ -65,7 +65,11 @@ def _checkpoint(spec: str, tmp: Path, label: str, notes: list[str]) -> Path:
         raise SystemExit(f"error: --student {label}={spec}: no such checkpoint, and not CELL:HIDDEN (e.g. lstm:80)")
     torch.manual_seed(0)
     path = tmp / f"{label}.safetensors"
-    save_checkpoint(path, build_model("student", {"cell": cell, "hidden": int(hidden)}))
+    try:
+        model = build_model("student", {"cell": cell, "hidden": int(hidden)})
+    except ValueError as e:  # ConfigError: an unknown cell
+        raise SystemExit(f"error: --student {label}={spec}: {e}") from None
+    save_checkpoint(path, model)
     notes.append(f"{label}: untrained student ({cell} 2x{hidden}); speed does not depend on the weights.")
     return path
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -68,9 +69,6 @@ def test_groups_give_mean_and_std_over_seeds(tmp_path, monkeypatch):
     assert rows["lstm"].split("|")[2].strip() == "0, 1" and "+/-" in rows["lstm"].split("|")[4]
     assert "**lstm_s1**: student (LSTM 1x8) from `scratch`" in text
     monkeypatch.setattr(sys, "argv", argv + ["--group", "nope"])
-    try:
+    with pytest.raises(SystemExit) as e:  # an empty group is a usage error
         finetune_study.main()
-    except SystemExit as e:
-        assert e.code == 2
-    else:
-        raise AssertionError("an empty group must be a usage error")
+    assert e.value.code == 2

@@ -2,7 +2,7 @@
 
 The recurrent cell is a GRU (the default, and the shipped student) or, with ``cell="lstm"``,
 an LSTM. Why offer both: at equal MACs, PyTorch on the CPU runs a whole ``nn.LSTM`` sequence
-in one oneDNN primitive, but an ``nn.GRU`` one step at a time with ~11 operator calls per
+in one oneDNN primitive, but an ``nn.GRU`` one step at a time, several operator calls per
 step and layer. Offline at one thread, the whole pipeline of an LSTM 2x80 or 2x96 student
 runs at RTF 0.0014 against the GRU 2x96's 0.0033 (docs/benchmarks.md, ``benchmarks/cells.py``);
 onnxruntime runs both cells as one fused op, level there. But with the same distillation
