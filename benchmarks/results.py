@@ -230,31 +230,19 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
     if "vbd" in per_set:
         out += [f"## VoiceBank-DEMAND pairs in `{args.paired}` ({len(scores['vbd']['noisy'])} files)", ""]
         out += rt.metric_table(per_set["vbd"], seeds) + [""]
-    paired_raw, plines, notes = [], [], []
+    paired_raw = []
     d = args.method or rt.find_role(groups, "d")
-    mlabel = rt.method_label(d) if d else "(d)"
     others = {v: None for r in ("a", "b", "c", "d") if (v := rt.find_role(groups, r)) and v != d}
     for v in args.vs:
         others.setdefault(v, None)
-    if d and others:
-        for key, tabs in per_set.items():
-            n = len(scores[key]["noisy"])
-            if n < MIN_PAIRED_FILES:
-                notes.append(f"{key} left out: {n} files (fewer than {MIN_PAIRED_FILES}).")
-                continue
-            if key != "dev":
-                notes.append(f"{key} has only {n} files: low power (the smallest two-sided p the test can give "
-                             f"with {n} files is {2 / 2 ** n:.2g}).")
-            avg = {v: rt.average_over_seeds(tabs[v]) for v in [d, *others]}
-            lines, raw = rt.paired_rows(key, avg[d], {v: avg[v] for v in others}, method=mlabel)
-            plines += lines
-            paired_raw += raw
-    if plines:
-        out += [f"## Paired per-file comparison: {mlabel} = {d} vs " + ", ".join(others), "",
-                f"Each file's score is first averaged over the seeds of a variant; differences are {mlabel} minus the other. "
-                "Two-sided Wilcoxon signed-rank test over files; 95 % percentile-bootstrap CI of the mean difference "
-                "(10 000 resamples of the files). " + " ".join(notes), ""]
-        out += rt.PAIRED_HEAD + plines + [""]
+    blocks = [(d, rt.method_label(d) if d else "(d)", list(others))]
+    role_d = rt.find_role(groups, "d")
+    if args.method and role_d and role_d != d:  # the issue's own test: (d) against (a), (b), (c)
+        blocks.append((role_d, "(d)", [v for r in ("a", "b", "c") if (v := rt.find_role(groups, r))]))
+    for method, mlabel, vs in blocks:
+        lines, raw = rt.paired_section(per_set, method, mlabel, vs, MIN_PAIRED_FILES)
+        out += lines
+        paired_raw += raw
     if not args.no_figures:
         fig_dir = Path(args.figures) if args.figures else Path(args.out).parent / "figures"
         out += _figures(args, groups, runs, scores["dev"], fig_dir, Path(args.out).parent)

@@ -249,6 +249,35 @@ PAIRED_HEAD = ["| set | comparison | metric | files | mean diff | 95 % bootstrap
                "|---|---|---|---|---|---|---|---|"]
 
 
+def paired_section(per_set: dict[str, dict[str, list[dict]]], d: str | None, mlabel: str, others: list[str],
+                   min_files: int) -> tuple[list[str], list[dict]]:
+    """The per-file paired comparison of ``d`` against each of ``others`` on every set, as a
+    report section, and its raw rows. ``per_set`` maps set -> variant (and ``"noisy"``) -> seed
+    tables; a set with fewer than ``min_files`` files is left out, and the section says so."""
+    paired_raw, plines, notes = [], [], []
+    if not (d and others):
+        return [], []
+    for key, tabs in per_set.items():
+        n = len(tabs["noisy"][0])
+        if n < min_files:
+            notes.append(f"{key} left out: {n} files (fewer than {min_files}).")
+            continue
+        if key != "dev":
+            notes.append(f"{key} has only {n} files: low power (the smallest two-sided p the test can give "
+                         f"with {n} files is {2 / 2 ** n:.2g}).")
+        avg = {v: average_over_seeds(tabs[v]) for v in [d, *others]}
+        lines, raw = paired_rows(key, avg[d], {v: avg[v] for v in others}, method=mlabel)
+        plines += lines
+        paired_raw += raw
+    if not plines:
+        return [], []
+    head = [f"## Paired per-file comparison: {mlabel} = {d} vs " + ", ".join(others), "",
+            f"Each file's score is first averaged over the seeds of a variant; differences are {mlabel} minus the other. "
+            "Two-sided Wilcoxon signed-rank test over files; 95 % percentile-bootstrap CI of the mean difference "
+            "(10 000 resamples of the files). " + " ".join(notes), ""]
+    return head + PAIRED_HEAD + plines + [""], paired_raw
+
+
 def efficiency_table(rows: dict[str, dict[str, float]]) -> list[str]:
     """``rows``: ``{"teacher": eff, "student": eff}`` (``mtakd.evaluate.efficiency`` dicts);
     adds a teacher/student ratio row when both are there."""
@@ -272,13 +301,34 @@ def _line(ok: bool | None, text: str) -> dict[str, Any]:
     return {"status": "N/A" if ok is None else ("PASS" if ok else "FAIL"), "text": text}
 
 
+def _spread_lines(dev: dict[str, list[dict]], d: str | None, label: str, others) -> list[dict[str, Any]]:
+    """``d`` beats each of ``others`` by more than the seed spread, on PESQ-WB and SI-SDRi."""
+    out = []
+    for other in others:
+        for m in ("pesq", "si_sdr_i"):
+            what = f"{label} beats {other or '(a)/(b)'} on {LABEL[m]} by more than the seed spread"
+            if not (d and other):
+                out.append(_line(None, f"{what}: variant missing"))
+                continue
+            md, sd, nd = seed_stats(dev[d], m)
+            mo, so, no = seed_stats(dev[other], m)
+            if nd < 2 or no < 2:
+                out.append(_line(None, f"{what}: needs >= 2 seeds of each ({nd} and {no})"))
+                continue
+            spread = max(sd, so)
+            out.append(_line(md - mo > spread, f"{what}: {md:.3f} - {mo:.3f} = {md - mo:+.3f} vs spread "
+                                               f"max(std) = {spread:.3f} ({nd} / {no} seeds)"))
+    return out
+
+
 def check_targets(dev: dict[str, list[dict]], eff: dict[str, dict], method: str | None = None) -> list[dict[str, Any]]:
     """The issue's targets on the dev set; ``dev`` maps variant (and ``"noisy"``) to tables.
 
     ``method``: the variant judged as "(d)" (default: the first variant of role d); naming
     another one (an improved method, e.g. ``h_mtakd_tf_sisdr``) judges that one instead, and
-    every line names it. Each entry ``{"status": "PASS" | "FAIL" | "N/A", "text": numbers}``;
-    N/A when a needed variant or measurement is missing (or, for the seed-spread target, fewer
+    every line names it; the variant of role d is then judged on the seed spread as well (four
+    more lines, labelled "(d)"), since that is the issue's own test. Each entry
+    ``{"status": "PASS" | "FAIL" | "N/A", "text": numbers}``; N/A when a needed variant or measurement is missing (or, for the seed-spread target, fewer
     than 2 seeds).
     """
     out = []
@@ -312,19 +362,10 @@ def check_targets(dev: dict[str, list[dict]], eff: dict[str, dict], method: str 
         nums = f"{te[key]:,}" if key == "params" else f"{te[key]:.4f}"
         nums += f" / {se[key]:,}" if key == "params" else f" / {se[key]:.4f}"
         out.append(_line(r >= need, f">= {need}x lower {what} (teacher / student): {nums} = {r:.1f}x"))
-    # 4. (d) beats (a) and (b) by more than the seed spread (larger of the two seed stds)
-    for other in (a, b):
-        for m in ("pesq", "si_sdr_i"):
-            what = f"{label} beats {other or '(a)/(b)'} on {LABEL[m]} by more than the seed spread"
-            if not (d and other):
-                out.append(_line(None, f"{what}: variant missing"))
-                continue
-            md, sd, nd = seed_stats(dev[d], m)
-            mo, so, no = seed_stats(dev[other], m)
-            if nd < 2 or no < 2:
-                out.append(_line(None, f"{what}: needs >= 2 seeds of each ({nd} and {no})"))
-                continue
-            spread = max(sd, so)
-            out.append(_line(md - mo > spread, f"{what}: {md:.3f} - {mo:.3f} = {md - mo:+.3f} vs spread "
-                                               f"max(std) = {spread:.3f} ({nd} / {no} seeds)"))
+    # 4. (d) beats (a) and (b) by more than the seed spread (larger of the two seed stds); when
+    # another variant is judged as the method, the issue's own (d) is judged too, after it
+    out += _spread_lines(dev, d, label, (a, b))
+    role_d = find_role(names, "d")
+    if method is not None and role_d and role_d != d:
+        out += _spread_lines(dev, role_d, "(d)", (a, b))
     return out

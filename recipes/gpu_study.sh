@@ -5,9 +5,9 @@
 # Before it, as for recipes/gpu_finetune.sh: `python recipes/gpu_pack.py --wheels DIR` here, then
 # device calls `. recipes/gpu_stage.sh q1`, `... q2`, `... q3` (carry gpu/qN), then this one
 # (carry gpu/q4, timeout_s about WINDOW_S + 30). Back here:
-#   mkdir -p runs/gpu12 && tar xzf <files_at>/study.tgz -C runs/gpu12
-#   mkdir -p runs/gpu12/study/teacher && cp src/mtakd/pretrained/teacher.safetensors runs/gpu12/study/teacher/best.safetensors
-#   python benchmarks/results.py --runs runs/gpu12/study --devset data/devset --jobs 2 \
+#   mkdir -p runs/gpu14 && cat <files_at>/study.tgz.part* | tar xzf - -C runs/gpu14
+#   mkdir -p runs/gpu14/study/teacher && cp src/mtakd/pretrained/teacher.safetensors runs/gpu14/study/teacher/best.safetensors
+#   python benchmarks/results.py --runs runs/gpu14/study --devset data/devset --jobs 2 \
 #     --method h_mtakd_tf_sisdr --vs d_mtakd_tf --vs e_mtakd_gate --out docs/results_gpu_five.md \
 #     --commands COMMANDS.md --notes NOTES.md     # the commands page: this call's, as in docs/results_cpu_five_commands.md
 # (the CPU-budget twin of this study, same variants and seeds: docs/results_cpu_five.md)
@@ -73,5 +73,8 @@ for d in "$S"/*_s*/; do  # epoch, step, validation PESQ-WB and SI-SDR of each ru
   echo "== $(basename "$d") $(awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) c[$i] = i; next}
     {printf "%s:%s %.3f %.2f  ", $c["epoch"], $c["step"], $c["val_pesq"], $c["val_si_sdr"]}' "$d/epochs.csv" 2>/dev/null)"
 done
-# the teacher copy (18 MB) is the shipped file: leave it out
-cd "$G" && tar czf "$OUT/study.tgz" --exclude=train_state.safetensors --exclude=study/teacher study study_probe.log study.log && ls -la "$OUT"
+# the teacher copy (18 MB) is the shipped file, and the report scores best.safetensors: leave out
+# the teacher, last.safetensors and train_state (with them, 18 runs came to 20 MB). The device
+# tool returns files of at most 16 MiB, so the tarball comes back in 15 MiB parts.
+cd "$G" && tar czf /tmp/study.tgz --exclude=train_state.safetensors --exclude=last.safetensors \
+  --exclude=study/teacher study study_probe.log study.log && split -b 15M -d /tmp/study.tgz "$OUT/study.tgz.part" && ls -la "$OUT"

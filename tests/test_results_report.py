@@ -104,7 +104,10 @@ def test_check_targets():
     dev["h_mtakd_tf_sisdr"] = [_table([1.95] * 4, [5.2] * 4), _table([1.96] * 4, [5.3] * 4)]
     res_h = rt.check_targets(dev, eff, method="h_mtakd_tf_sisdr")
     assert [r["status"] for r in res_h][4:6] == ["FAIL", "FAIL"]  # +0.005 PESQ / +0.0 dB vs a: inside the spread
-    assert all("(h_mtakd_tf_sisdr)" in r["text"] for i, r in enumerate(res_h) if i not in (2, 3))
+    assert all("(h_mtakd_tf_sisdr)" in r["text"] for i, r in enumerate(res_h[:8]) if i not in (2, 3))
+    # ... and the issue's own (d) is still judged on the seed spread, after it
+    assert len(res_h) == 12 and res_h[8:] == rt.check_targets(dev, eff)[4:]
+    assert all(r["text"].startswith("(d) beats") for r in res_h[8:])
     assert rt.check_targets(dev, eff, method="d_mtakd_tf") == rt.check_targets(dev, eff)
     with pytest.raises(ValueError, match="no such variant"):
         rt.check_targets(dev, eff, method="x_missing")
@@ -152,3 +155,21 @@ def test_describe_names_the_issue_variants_and_the_later_ones():
     assert rt.describe("d_mtakd_tf") == "(d) mtakd + T-F weighting"
     assert "kd_sisdr" in rt.describe("h_mtakd_tf_sisdr") and "0.83" in rt.describe("g_fixed83_tf")
     assert rt.describe("teacher") is None and rt.describe("zz_unknown") is None
+
+
+def test_paired_section_compares_the_method_with_each_variant_and_skips_tiny_sets():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(1.5, 2.5, 30)
+    per_set = {"dev": {"noisy": [_table(base, np.zeros(30))],
+                       "a_none": [_table(base, np.zeros(30)), _table(base + 0.01, np.zeros(30) + 0.1)],
+                       "d_mtakd_tf": [_table(base + 0.3, np.full(30, 3.0)), _table(base + 0.31, np.full(30, 3.2))]},
+               "vbd": {"noisy": [_table([1.0] * 3, [0.0] * 3)], "a_none": [_table([1.0] * 3, [0.0] * 3)] * 2,
+                       "d_mtakd_tf": [_table([1.1] * 3, [1.0] * 3)] * 2}}
+    lines, raw = rt.paired_section(per_set, "d_mtakd_tf", "(d)", ["a_none"], min_files=6)
+    assert lines[0] == "## Paired per-file comparison: (d) = d_mtakd_tf vs a_none"
+    assert "vbd left out: 3 files (fewer than 6)." in lines[2]
+    rows = [ln for ln in lines if ln.startswith("| dev |")]
+    assert len(rows) == len(raw) == 2 and all(r["set"] == "dev" and r["method"] == "(d)" for r in raw)
+    assert raw[0]["mean_diff"] == pytest.approx(0.3) and raw[0]["wins"] == 30 and raw[0]["p"] < 1e-4
+    assert rt.paired_section(per_set, "d_mtakd_tf", "(d)", [], min_files=6) == ([], [])
+    assert rt.paired_section(per_set, "d_mtakd_tf", "(d)", ["a_none"], min_files=100) == ([], [])
