@@ -9,8 +9,11 @@
 #   mkdir -p runs/gpu14/study/teacher && cp src/mtakd/pretrained/teacher.safetensors runs/gpu14/study/teacher/best.safetensors
 #   python benchmarks/results.py --runs runs/gpu14/study --devset data/devset --jobs 2 \
 #     --method h_mtakd_tf_sisdr --vs d_mtakd_tf --vs e_mtakd_gate --out docs/results_gpu_five.md \
-#     --commands COMMANDS.md --notes NOTES.md     # the commands page: this call's, as in docs/results_cpu_five_commands.md
-# (the CPU-budget twin of this study, same variants and seeds: docs/results_cpu_five.md)
+#     --commands docs/results_gpu_five_commands.md --notes docs/results_gpu_five_notes.md \
+#     --figures docs/figures/gpu_five
+# It made docs/results_gpu_five.md (565 s window on an H200: 1,084 steps x 64 per run); its
+# commands page also has the same schedule pinned, without the probe, for any machine. The
+# CPU-budget twin of this study, same variants and seeds: docs/results_cpu_five.md.
 # Environment: VARIANTS (recipes/reproduce.sh names; default the five of issue 3 plus h), SEEDS
 # ["0 1 2"], BS [64] batch, EPOCHS [4], NW [1] data workers per run, PROBE_S [20], TAIL_S [15],
 # EXTRA (overrides for every run). G [/root/g] holds the staged data; the runs go to $G/study,
