@@ -328,8 +328,8 @@ def check_targets(dev: dict[str, list[dict]], eff: dict[str, dict], method: str 
     another one (an improved method, e.g. ``h_mtakd_tf_sisdr``) judges that one instead, and
     every line names it; the variant of role d is then judged on the seed spread as well (four
     more lines, labelled "(d)"), since that is the issue's own test. Each entry
-    ``{"status": "PASS" | "FAIL" | "N/A", "text": numbers}``; N/A when a needed variant or measurement is missing (or, for the seed-spread target, fewer
-    than 2 seeds).
+    ``{"status": "PASS" | "FAIL" | "N/A", "text": numbers}``; N/A when a needed variant or
+    measurement is missing (or, for the seed-spread target, fewer than 2 seeds).
     """
     out = []
     names = [v for v in dev if v != "noisy"]
