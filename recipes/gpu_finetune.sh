@@ -4,6 +4,13 @@
 # INIT (default: the shipped student) is the starting point; LR_A/LR_B and SEED_A/SEED_B set the
 # two runs (default 1e-3/5e-4, seeds 8/9); EXTRA (both runs), EXTRA_A and EXTRA_B (one run) add
 # config overrides, e.g. EXTRA_B=loss.log_var_lr_scale=0 holds run B's task weights at 1:1.
+# WHAT=teacher trains two teachers instead (INIT: the shipped teacher); TEACHER sets the teacher a
+# student round distils from. The v0.2 teacher was still improving when it stopped
+# (docs/teacher_v03.md); a round for it, then a student round from its best run:
+#   WHAT=teacher LR_A=3e-4 LR_B=1.5e-4 SEED_A=30 SEED_B=31 bash recipes/gpu_finetune.sh 500 q4
+#   mv /root/g/gA /root/g/tA; mv /root/g/gB /root/g/tB
+#   TEACHER=/root/g/tA/best.safetensors LR_A=2.5e-4 LR_B=1.25e-4 SEED_A=32 SEED_B=33 \
+#     EXTRA=loss.kd_teacher_error=true PROBE_S=12 TAIL_S=20 bash recipes/gpu_finetune.sh 300 q4
 # The runs go to $G/gA and $G/gB; a later round on the same machine first moves those aside
 # (the script refuses to overwrite them).
 # Student v0.6 took two calls of this script (docs/gpu_finetune.md), v0.7 two more
@@ -41,14 +48,24 @@ rm -rf $G/probe_gA $G/probe_gB
 python3 -c "import torch, pesq, soundfile, soxr; print('torch', torch.__version__, torch.cuda.is_available())"
 nvidia-smi --query-gpu=name,memory.used --format=csv,noheader 2>/dev/null
 NW=${NW:-6}
-COMMON="-c configs/student.yaml --kd mtakd --tf-weight on --teacher src/mtakd/pretrained/teacher.safetensors
- --init ${INIT:-src/mtakd/pretrained/student.safetensors} --no-progress data.root=$G/data valid.dir=$G/devset valid.max_files=24
- data.preload=true data.num_workers=$NW loss.sisdr_weight=0.3 loss.kd_sisdr=true optim.batch_size=${BS:-64} threads=1 $EXTRA"
+# WHAT=teacher continues the teacher instead (supervised, configs/teacher.yaml, INIT defaulting to
+# the shipped teacher); TEACHER names the teacher a student round distils from (e.g. such a run's
+# best.safetensors), default the shipped one
+DATA_ARGS="--no-progress data.root=$G/data valid.dir=$G/devset valid.max_files=24 data.preload=true data.num_workers=$NW
+ optim.batch_size=${BS:-64} threads=1"
+if [ "${WHAT:-student}" = teacher ]; then
+  VERB=train-teacher
+  COMMON="-c configs/teacher.yaml --init ${INIT:-src/mtakd/pretrained/teacher.safetensors} $DATA_ARGS $EXTRA"
+else
+  VERB=distill
+  COMMON="-c configs/student.yaml --kd mtakd --tf-weight on --teacher ${TEACHER:-src/mtakd/pretrained/teacher.safetensors}
+ --init ${INIT:-src/mtakd/pretrained/student.safetensors} $DATA_ARGS loss.sisdr_weight=0.3 loss.kd_sisdr=true $EXTRA"
+fi
 declare -A LR=([gA]=${LR_A:-1e-3} [gB]=${LR_B:-5e-4}) SEED=([gA]=${SEED_A:-8} [gB]=${SEED_B:-9})
 declare -A ARGS=([gA]="${EXTRA_A:-}" [gB]="${EXTRA_B:-}")   # overrides for one run only (an A/B)
 PIDS=()
 for r in gA gB; do
-  python3 -m mtakd distill --run-dir $G/probe_$r $COMMON optim.lr=${LR[$r]} seed=${SEED[$r]} ${ARGS[$r]} \
+  python3 -m mtakd $VERB --run-dir $G/probe_$r $COMMON optim.lr=${LR[$r]} seed=${SEED[$r]} ${ARGS[$r]} \
     data.items_per_epoch=6400000 optim.epochs=1 optim.log_every=10 optim.checkpoint_every=100000 > $G/probe_$r.log 2>&1 &
   PIDS+=($!)
 done
@@ -72,9 +89,13 @@ tail -3 $G/probe_gA.log
 if [ "$RATE" = "0.0" ]; then tail -20 $G/probe_gA.log; cp $G/probe_g*.log $OUT/; exit 1; fi
 IPE=$(( STEPS / 6 * ${BS:-64} ))
 for r in gA gB; do
-  timeout $(( LEFT - ${TAIL_S:-15} )) python3 -m mtakd distill --run-dir $G/$r $COMMON optim.lr=${LR[$r]} seed=${SEED[$r]} ${ARGS[$r]} \
+  timeout $(( LEFT - ${TAIL_S:-15} )) python3 -m mtakd $VERB --run-dir $G/$r $COMMON optim.lr=${LR[$r]} seed=${SEED[$r]} ${ARGS[$r]} \
     data.items_per_epoch=$IPE optim.epochs=6 optim.warmup_steps=$(( STEPS / 30 )) optim.checkpoint_every=1000000 > $G/$r.log 2>&1 &
 done
 wait
 for r in gA gB; do echo "== $r"; tail -n 8 $G/$r.log | cut -c1-200; cat $G/$r/epochs.csv | cut -d, -f1-3,13-; done
-cd $G && tar czf $OUT/g_runs.tgz gA gB gA.log gB.log probe_gA.log && ls -la $OUT
+# the device tool returns files of at most 16 MiB, and a teacher's checkpoint alone is 18 MB: the
+# optimiser state stays behind, and the tarball comes back in 15 MiB parts
+#   cat <files_at>/g_runs.tgz.part* | tar xzf - -C <folder>
+cd $G && tar czf /tmp/g_runs.tgz --exclude=train_state.safetensors gA gB gA.log gB.log probe_gA.log \
+  && split -b 15M -d /tmp/g_runs.tgz $OUT/g_runs.tgz.part && ls -la $OUT
