@@ -48,9 +48,7 @@ rm -rf $G/probe_gA $G/probe_gB
 python3 -c "import torch, pesq, soundfile, soxr; print('torch', torch.__version__, torch.cuda.is_available())"
 nvidia-smi --query-gpu=name,memory.used --format=csv,noheader 2>/dev/null
 NW=${NW:-6}
-# WHAT=teacher continues the teacher instead (supervised, configs/teacher.yaml, INIT defaulting to
-# the shipped teacher); TEACHER names the teacher a student round distils from (e.g. such a run's
-# best.safetensors), default the shipped one
+# WHAT and TEACHER: see the header
 DATA_ARGS="--no-progress data.root=$G/data valid.dir=$G/devset valid.max_files=24 data.preload=true data.num_workers=$NW
  optim.batch_size=${BS:-64} threads=1"
 if [ "${WHAT:-student}" = teacher ]; then
