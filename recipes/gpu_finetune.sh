@@ -5,8 +5,8 @@
 # two runs (default 1e-3/5e-4, seeds 8/9); EXTRA (both runs), EXTRA_A and EXTRA_B (one run) add
 # config overrides, e.g. EXTRA_B=loss.log_var_lr_scale=0 holds run B's task weights at 1:1.
 # WHAT=teacher trains two teachers instead (INIT: the shipped teacher); TEACHER sets the teacher a
-# student round distils from. The v0.2 teacher was still improving when it stopped
-# (docs/teacher_v03.md); a round for it, then a student round from its best run:
+# student round distils from. A teacher round, then a student round from its best run (v0.3's
+# validation had levelled off on the CPU, docs/teacher_v03.md; this pair has not been run):
 #   WHAT=teacher LR_A=3e-4 LR_B=1.5e-4 SEED_A=30 SEED_B=31 bash recipes/gpu_finetune.sh 500 q4
 #   mv /root/g/gA /root/g/tA; mv /root/g/gB /root/g/tB
 #   TEACHER=/root/g/tA/best.safetensors LR_A=2.5e-4 LR_B=1.25e-4 SEED_A=32 SEED_B=33 \
@@ -35,6 +35,9 @@
 #   INIT=/root/g/r5gA/last.safetensors LR_A=1.25e-4 LR_B=6e-5 SEED_A=17 SEED_B=18 \
 #     EXTRA=loss.kd_teacher_error=true PROBE_S=12 TAIL_S=20 bash recipes/gpu_finetune.sh 350 q4
 # (407 s and 300 s: 6,390 and 4,566 steps; v0.8 is round 6's gB, last epoch; docs/gpu_finetune_r5.md).
+# v0.10, from v0.9 against teacher v0.3 (round 9 from round 8's gA best added nothing; docs/gpu_finetune_r8.md):
+#   LR_A=5e-4 LR_B=2.5e-4 SEED_A=32 SEED_B=33 EXTRA=loss.kd_teacher_error=true bash recipes/gpu_finetune.sh 560 q4
+# (489 s: 8,100 steps; v0.10 is round 8's gA, last epoch).
 # Rounds 1-6 ran with the older sizing below (40 s, 10 % slack, TAIL_S 25).
 # The probe runs both fine-tunes for PROBE_S seconds to measure steps/s with both on the GPU,
 # so the schedule ends inside the window whatever the machine; each epoch writes last/best.
