@@ -11,6 +11,13 @@
 #   mv /root/g/gA /root/g/tA; mv /root/g/gB /root/g/tB
 #   TEACHER=/root/g/tA/best.safetensors LR_A=2.5e-4 LR_B=1.25e-4 SEED_A=32 SEED_B=33 \
 #     EXTRA=loss.kd_teacher_error=true PROBE_S=12 TAIL_S=20 bash recipes/gpu_finetune.sh 300 q4
+# The next lever is capacity (docs/grow.md). Grow the shipped student here (`mtakd grow
+# pretrained:student --hidden 120 -o gpu/wide120.safetensors`, carried with q4), then two calls with
+# the same lrs and seeds, the grown pair and its 2x96 twin (a higher lr lets the new units engage):
+#   INIT=gpu/wide120.safetensors LR_A=5e-4 LR_B=1e-3 SEED_A=36 SEED_B=37 \
+#     EXTRA="loss.kd_teacher_error=true model.args.hidden=120" bash recipes/gpu_finetune.sh 380 q4
+#   mv /root/g/gA /root/g/wA; mv /root/g/gB /root/g/wB
+#   LR_A=5e-4 LR_B=1e-3 SEED_A=36 SEED_B=37 EXTRA=loss.kd_teacher_error=true bash recipes/gpu_finetune.sh 380 q4
 # The runs go to $G/gA and $G/gB; a later round on the same machine first moves those aside
 # (the script refuses to overwrite them).
 # Student v0.6 took two calls of this script (docs/gpu_finetune.md), v0.7 two more
