@@ -99,6 +99,8 @@ def test_grown_checkpoint_round_trip_cli_and_fine_tuning(tmp_path, capsys):
     save_checkpoint(teacher, build_model("teacher", {"input_size": 8, "hidden": 8, "layers": 1}))
     assert main(["grow", str(teacher), "--hidden", "16", "-o", str(tmp_path / "y.safetensors")]) == 2
     assert "only a student can be grown" in capsys.readouterr().err
+    assert main(["grow", "pretrained:nope", "--hidden", "16", "-o", str(tmp_path / "z.safetensors")]) == 2
+    assert "checkpoint=pretrained:nope: no shipped model 'nope'" in capsys.readouterr().err
     with pytest.raises(FileExistsError):
         grow_checkpoint(src, out, hidden=16)
     # the grown file warm-starts a run of the wider model

@@ -13,9 +13,7 @@ def cmd_grow(args) -> int:
     try:
         big = grow_checkpoint(args.checkpoint, args.output, hidden=args.hidden, input_size=args.input_size,
                               init_scale=args.init_scale, seed=args.seed, overwrite=args.overwrite)
-    except (FileExistsError, ValueError) as e:  # an existing output, a size that shrinks, not a student
-        if type(e).__name__ in ("ConfigError", "CheckpointError"):
-            raise  # the CLI's own one-line handling
+    except (FileExistsError, ValueError) as e:  # an existing output, a size that shrinks, not a student, a bad file
         print(f"mtakd: error: {e}", file=sys.stderr)
         return 2
     n = sum(p.numel() for p in big.parameters())

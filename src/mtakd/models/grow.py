@@ -115,7 +115,7 @@ def grow_checkpoint(src: str | Path, out: str | Path, hidden: int | None = None,
         raise FileExistsError(f"{out}: already exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"{out}: output folder '{out.parent}' does not exist; create it first")
-    path = resolve_checkpoint(str(src))
+    path = resolve_checkpoint(str(src), key="checkpoint")
     model, meta, _ = load_checkpoint(path)
     if meta["model"]["name"] != "student":
         raise ValueError(f"{path}: holds a {meta['model']['name']}, and only a student can be grown")
