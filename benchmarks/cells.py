@@ -1,4 +1,4 @@
-"""GRU vs LSTM student: the same pipeline timed per runtime at one thread, in one run.
+"""Students side by side (cell, width): one pipeline timed per runtime at one thread, in one run.
 
     PYTHONPATH=src python benchmarks/cells.py --student gru=src/mtakd/pretrained/student.safetensors \
         --student lstm80=lstm:80 --student lstm96=lstm:96 \
@@ -140,7 +140,7 @@ def main(argv=None) -> int:
         res.setdefault(s.name, {})[s.runtime] = row
 
     labels = [a.split("=", 1)[0] for a in args.student]
-    L = ["## GRU vs LSTM student (`benchmarks/cells.py`)", ""]
+    L = ["## Students side by side: cells and widths (`benchmarks/cells.py`)", ""]
     L += bc.machine_lines(info)
     L += [f"- Audio: {audio}; {args.repeats} timed passes per system after one warm-up, round-robin; one thread "
           "(torch 1 + 1 inter-op, onnxruntime intra 1 / inter 1 / sequential)"]
