@@ -61,3 +61,17 @@ def test_demo_says_a_generated_example_does_not_measure_the_shipped_student(tmp_
     out = capsys.readouterr().out
     assert "shipped student on synthetic speech and noise" in out
     assert out.count("not recorded speech") == 1  # the shipped student's line only, not the demo student's
+
+
+def test_finetune_recipe_builds_the_shipped_student():
+    """configs/student_finetune.yaml starts from pretrained:student, and a warm start refuses a
+    model that differs from the checkpoint's: when the shipped student changes shape (v0.12 grew
+    it to GRU 2x120), the recipe must follow, or the README's fine-tune command stops working."""
+    from mtakd.config import TrainConfig, load_config
+    from mtakd.models import build_model, model_args
+
+    cfg = load_config(TrainConfig, Path(__file__).parents[1] / "configs" / "student_finetune.yaml")
+    assert cfg.init == "pretrained:student"
+    shipped, meta = load_checkpoint(PRETRAINED / "student.safetensors")[:2]
+    built = build_model(cfg.model.name, cfg.model.args)
+    assert (cfg.model.name, model_args(built)) == (meta["model"]["name"], model_args(shipped))

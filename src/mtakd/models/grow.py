@@ -18,10 +18,10 @@ If both sides of a new unit were zero it could never learn (both gradients would
 
     grow_student(model, hidden=120)                           # -> a wider Student, same output
     grow_checkpoint("small.safetensors", "wide.safetensors", hidden=120)
-    mtakd grow pretrained:student --hidden 120 -o runs/wide.safetensors    # grow_cli.py
+    mtakd grow pretrained:student --hidden 127 -o runs/wide.safetensors    # grow_cli.py
 
 then fine-tune it as usual: ``mtakd distill -c configs/student_finetune.yaml
-init=runs/wide.safetensors model.args.hidden=120``.
+init=runs/wide.safetensors model.args.hidden=127``.
 """
 from __future__ import annotations
 
