@@ -20,8 +20,8 @@
 #   INIT_A=gpu/wide120.safetensors LR_A=5e-4 LR_B=5e-4 SEED_A=37 SEED_B=37 EXTRA=loss.kd_teacher_error=true \
 #     EXTRA_A=model.args.hidden=120 PROBE_S=12 TAIL_S=20 bash recipes/gpu_finetune.sh 345 q4
 # (440 s and 325 s: 7,578 and 5,808 steps, the second call's sixth epoch cut off; v0.12 is the first
-# call's gA, best epoch). The shipped student is now 2x120: a round from it needs
-# EXTRA=model.args.hidden=120 (configs/student_finetune.yaml has it).
+# call's gA, best epoch). Since then each run takes its model args from its INIT, so
+# EXTRA_A=model.args.hidden=120 is no longer needed.
 # The runs go to $G/gA and $G/gB; a later round on the same machine first moves those aside
 # (the script refuses to overwrite them).
 # Student v0.6 took two calls of this script (docs/gpu_finetune.md), v0.7 two more
@@ -80,9 +80,15 @@ declare -A ARGS=([gA]="${EXTRA_A:-}" [gB]="${EXTRA_B:-}")   # overrides for one 
 # INIT_A / INIT_B start one run elsewhere (a grown student against its twin in one call)
 # (--init goes before the overrides: argparse takes the KEY=VALUE list only once)
 declare -A INITS=([gA]=${INIT_A:-$INIT} [gB]=${INIT_B:-$INIT})
+# each run's model args are read from its INIT checkpoint (a grown student is 2x120, the configs'
+# default 2x96; a model that differs from its checkpoint's is refused); EXTRA* still override them
+init_args() { python3 -c "import json, sys; from safetensors import safe_open
+print('model.args=' + json.dumps(json.loads(safe_open(sys.argv[1], 'pt').metadata()['mtakd'])['model']['args'], separators=(',', ':')))" "$1"; }
+declare -A MARGS=([gA]="$(init_args ${INITS[gA]})" [gB]="$(init_args ${INITS[gB]})")
+echo "model args: gA ${MARGS[gA]}; gB ${MARGS[gB]}"
 PIDS=()
 for r in gA gB; do
-  python3 -m mtakd $VERB --run-dir $G/probe_$r --init ${INITS[$r]} $COMMON optim.lr=${LR[$r]} seed=${SEED[$r]} ${ARGS[$r]} \
+  python3 -m mtakd $VERB --run-dir $G/probe_$r --init ${INITS[$r]} $COMMON optim.lr=${LR[$r]} seed=${SEED[$r]} ${MARGS[$r]} ${ARGS[$r]} \
     data.items_per_epoch=6400000 optim.epochs=1 optim.log_every=10 optim.checkpoint_every=100000 > $G/probe_$r.log 2>&1 &
   PIDS+=($!)
 done
@@ -108,7 +114,7 @@ tail -3 $G/probe_gA.log
 if [ "$RATE" = "0.0" ]; then tail -20 $G/probe_gA.log; cp $G/probe_g*.log $OUT/; exit 1; fi
 IPE=$(( STEPS / 6 * ${BS:-64} ))
 for r in gA gB; do
-  timeout $(( LEFT - ${TAIL_S:-15} )) python3 -m mtakd $VERB --run-dir $G/$r --init ${INITS[$r]} $COMMON optim.lr=${LR[$r]} seed=${SEED[$r]} ${ARGS[$r]} \
+  timeout $(( LEFT - ${TAIL_S:-15} )) python3 -m mtakd $VERB --run-dir $G/$r --init ${INITS[$r]} $COMMON optim.lr=${LR[$r]} seed=${SEED[$r]} ${MARGS[$r]} ${ARGS[$r]} \
     data.items_per_epoch=$IPE optim.epochs=6 optim.warmup_steps=$(( STEPS / 30 )) optim.checkpoint_every=1000000 > $G/$r.log 2>&1 &
 done
 wait
