@@ -82,9 +82,14 @@ declare -A ARGS=([gA]="${EXTRA_A:-}" [gB]="${EXTRA_B:-}")   # overrides for one 
 declare -A INITS=([gA]=${INIT_A:-$INIT} [gB]=${INIT_B:-$INIT})
 # each run's model args are read from its INIT checkpoint (a grown student is 2x120, the configs'
 # default 2x96; a model that differs from its checkpoint's is refused); EXTRA* still override them
-init_args() { python3 -c "import json, sys; from safetensors import safe_open
-print('model.args=' + json.dumps(json.loads(safe_open(sys.argv[1], 'pt').metadata()['mtakd'])['model']['args'], separators=(',', ':')))" "$1"; }
-declare -A MARGS=([gA]="$(init_args ${INITS[gA]})" [gB]="$(init_args ${INITS[gB]})")
+# (mtakd's own checkpoint reader: a missing or foreign file stops the call with its one-line error)
+mapfile -t M < <(python3 -c "import json, sys
+from mtakd.checkpoint import CheckpointError, read_checkpoint
+try:
+    for p in sys.argv[1:]: print('model.args=' + json.dumps(read_checkpoint(p)[1]['model']['args'], separators=(',', ':')))
+except CheckpointError as e: sys.exit(f'gpu_finetune: {e}')" ${INITS[gA]} ${INITS[gB]})
+[ ${#M[@]} = 2 ] || exit 2
+declare -A MARGS=([gA]="${M[0]}" [gB]="${M[1]}")
 echo "model args: gA ${MARGS[gA]}; gB ${MARGS[gB]}"
 PIDS=()
 for r in gA gB; do
