@@ -67,7 +67,7 @@ def test_growing_keeps_the_size_when_not_asked_and_refuses_to_shrink():
     small = _student()
     same = grow_student(small)
     assert all(torch.equal(v, same.state_dict()[k]) for k, v in small.state_dict().items())
-    with pytest.raises(ValueError, match="only widens: hidden 8 -> 6"):
+    with pytest.raises(ValueError, match="only grows: hidden 8 -> 6"):
         grow_student(small, hidden=6)
     with pytest.raises(ValueError, match="init_scale must be > 0"):
         grow_student(small, hidden=9, init_scale=0.0)
@@ -94,7 +94,7 @@ def test_grown_checkpoint_round_trip_cli_and_fine_tuning(tmp_path, capsys):
     assert main(["grow", str(src), "--hidden", "16", "-o", str(out)]) == 2
     assert "already exists; pass --overwrite" in capsys.readouterr().err and out.read_bytes() == before
     assert main(["grow", str(src), "--hidden", "4", "-o", str(tmp_path / "x.safetensors")]) == 2
-    assert "only widens" in capsys.readouterr().err
+    assert "only grows" in capsys.readouterr().err
     teacher = tmp_path / "t.safetensors"
     save_checkpoint(teacher, build_model("teacher", {"input_size": 8, "hidden": 8, "layers": 1}))
     assert main(["grow", str(teacher), "--hidden", "16", "-o", str(tmp_path / "y.safetensors")]) == 2

@@ -4,7 +4,8 @@ import torch
 from mtakd.config import ConfigError
 from mtakd.inference import MaskEnhancer
 from mtakd.models import build_model, model_args, model_name
-from mtakd.stft import N_FFT, STFT
+from mtakd.efficiency import algorithmic_latency_ms
+from mtakd.stft import HOP, N_FFT, STFT
 
 
 def _params(m):
@@ -70,11 +71,12 @@ def test_student_steps_equal_step_and_carry_the_state(phase_input, cell):
         m.steps(spec[:, :, 0], state)
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("cell,lookahead", [("gru", 0), ("lstm", 0), ("gru", 1), ("lstm", 2)])
 @pytest.mark.parametrize("phase_input", [False, True])
-def test_student_is_causal_end_to_end(phase_input, cell):
+def test_student_is_causal_end_to_end(phase_input, cell, lookahead):
     """Changing the input after sample k never changes the output before k - latency."""
-    m = build_model("student", {"hidden": 12, "input_size": 10, "phase_input": phase_input, "cell": cell}).eval()
+    m = build_model("student", {"hidden": 12, "input_size": 10, "phase_input": phase_input, "cell": cell,
+                                "lookahead": lookahead}).eval()
     enh = MaskEnhancer(m)
     x = torch.randn(1, 8000)
     k = 5000
@@ -82,7 +84,9 @@ def test_student_is_causal_end_to_end(phase_input, cell):
     x2[:, k:] = torch.randn(1, 8000 - k) * 3
     with torch.no_grad():
         y, y2 = enh(x), enh(x2)
-    latency = N_FFT  # window: one hop to fill the frame + one hop of overlap-add
+    # window (one hop to fill the frame + one hop of overlap-add), plus a hop per look-ahead frame
+    latency = N_FFT + lookahead * HOP
+    assert latency == algorithmic_latency_ms(m) * 16
     assert torch.equal(y[:, : k - latency], y2[:, : k - latency])
     assert not torch.allclose(y[:, k:], y2[:, k:])
     # the latency bound is tight: within one window of k the output may change

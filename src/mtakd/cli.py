@@ -94,15 +94,16 @@ def cmd_build_devset(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
-    from .efficiency import efficiency_report
-    from .stft import ALGORITHMIC_LATENCY_MS
+    from .checkpoint import load_checkpoint, resolve_checkpoint
+    from .efficiency import algorithmic_latency_ms, efficiency_report
 
-    model, meta, aux = load_checkpoint(args.checkpoint)
+    model, meta, aux = load_checkpoint(resolve_checkpoint(args.checkpoint, key="checkpoint"))
     rep = efficiency_report(model)
     print(f"model: {meta['model']['name']} {meta['model']['args']}")
     print(f"parameters: {rep['params']:,}   MACs/s: {rep['macs_per_s'] / 1e6:.1f} M")
-    print(f"algorithmic latency: {ALGORITHMIC_LATENCY_MS:.0f} ms (causal models)")
+    latency = algorithmic_latency_ms(model)
+    print(f"algorithmic latency: {latency:.0f} ms" if latency == latency else "algorithmic latency: none (offline: "
+          "sees the whole utterance)")
     train = meta.get("train", {})
     if train:
         print("training: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in train.items()))

@@ -32,7 +32,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mtakd import stft as _stft
 
-__all__ = ["count_params", "macs_per_second", "stft_macs_per_second", "efficiency_report", "real_time_factor"]
+__all__ = ["count_params", "macs_per_second", "stft_macs_per_second", "efficiency_report", "real_time_factor",
+           "algorithmic_latency_ms"]
 
 
 def count_params(model: nn.Module) -> int:
@@ -179,6 +180,16 @@ def efficiency_report(model: nn.Module, sample_rate: int = 16000) -> dict[str, f
         "macs_per_s_stft": stft_macs,
         "gmacs_per_s": total / 1e9,
     }
+
+
+def algorithmic_latency_ms(model: nn.Module) -> float:
+    """Algorithmic latency of a causal model (one with ``step``) in ms: the STFT's window
+    (``stft.ALGORITHMIC_LATENCY_MS``, 20 ms) plus one hop (10 ms) per frame of look-ahead
+    (``cfg.lookahead``); ``nan`` for a model that sees the whole utterance (the teacher)."""
+    if not callable(getattr(model, "step", None)):
+        return float("nan")
+    ahead = int(getattr(getattr(model, "cfg", None), "lookahead", 0) or 0)
+    return _stft.ALGORITHMIC_LATENCY_MS + ahead * 1000.0 * _stft.HOP / _stft.SAMPLE_RATE
 
 
 # ----------------------------------------------------------------------------- RTF

@@ -61,20 +61,18 @@ def efficiency(model: torch.nn.Module, seconds: float = 10.0) -> dict[str, float
     """Parameters, MACs/s, RTF at 1 thread and at the default thread count, latency."""
     import torch
 
-    from .efficiency import efficiency_report, real_time_factor
+    from .efficiency import algorithmic_latency_ms, efficiency_report, real_time_factor
     from .inference import enhance_waveform
-    from .stft import ALGORITHMIC_LATENCY_MS
 
     rep = efficiency_report(model)
     wav = torch.randn(int(seconds * SAMPLE_RATE)) * 0.1
     fn = lambda x: enhance_waveform(model, x)  # noqa: E731
-    causal = hasattr(model, "step")
     return {
         "params": rep["params"],
         "macs_per_s": rep["macs_per_s"],
         "rtf_1thread": real_time_factor(fn, wav, threads=1),
         "rtf_default": real_time_factor(fn, wav, threads=os.cpu_count() or 1),
-        "latency_ms": ALGORITHMIC_LATENCY_MS if causal else float("nan"),
+        "latency_ms": algorithmic_latency_ms(model),
     }
 
 

@@ -102,6 +102,8 @@ def _metadata(model: nn.Module, kind: str, hops: int) -> dict[str, str]:
     }
     if kind == "step":  # frames per run; the runtime also reads it from the input shape
         meta["mtakd_hops"] = str(hops)
+        # frames of look-ahead: the runtime's framing delays the output by as many hops
+        meta["mtakd_lookahead"] = str(int(getattr(getattr(model, "cfg", None), "lookahead", 0) or 0))
     return meta
 
 
@@ -131,16 +133,20 @@ def _verify(data: bytes, graph: nn.Module, model: nn.Module, kind: str, hops: in
     with torch.inference_mode():
         if kind == "step":
             frames = (0.1 * rng.standard_normal((50, hops, N_FFT))).astype(np.float32)
-            st_t = model.initial_state(1)  # (L, 1, H)
-            names = [i.name for i in sess.get_inputs()]
-            # one packed state (traced graph) or one (1, 1, H) state per layer (onnx_step)
-            split = len(names) > 2
-            st_o = list(np.split(st_t.numpy(), len(names) - 1)) if split else [st_t.numpy()]
+            st_t = graph.initial_states()  # (state (L, 1, H),) or with look-ahead (state, ahead (A, 2, F))
+            names = [i.name for i in sess.get_inputs()][1:]
+            shapes = [tuple(i.shape) for i in sess.get_inputs()][1:]
+            # the same numbers in both, laid out differently: one packed state (traced graph) or one
+            # (1, 1, H) state per layer (onnx_step), and the look-ahead spectra (A, 2, F) or (A, 2F)
+            flat = np.concatenate([t.numpy().ravel() for t in st_t])
+            st_o = np.split(flat, np.cumsum([int(np.prod(s)) for s in shapes])[:-1])
+            st_o = [a.reshape(s) for a, s in zip(st_o, shapes)]
             for f in frames:  # 50 runs, each backend carrying its own state
-                y_t, st_t = graph(torch.from_numpy(f), st_t)
-                y_o, *st_o = sess.run(None, {"frame": f, **dict(zip(names[1:], st_o))})
+                y_t, *st_t = graph(torch.from_numpy(f), *st_t)
+                y_o, *st_o = sess.run(None, {"frame": f, **dict(zip(names, st_o))})
                 diff = max(diff, float(np.abs(y_o - y_t.numpy()).max()),
-                           float(np.abs(np.concatenate(st_o) - st_t.numpy()).max()))
+                           float(np.abs(np.concatenate([a.ravel() for a in st_o])
+                                        - np.concatenate([t.numpy().ravel() for t in st_t])).max()))
         else:
             for n in (SAMPLE_RATE + 37, SAMPLE_RATE // 4 + 3):  # two lengths: the axis is dynamic
                 x = (0.1 * rng.standard_normal((1, n))).astype(np.float32)
@@ -174,8 +180,9 @@ def onnx_bytes(model: nn.Module, kind: str = "step", opset: int = 17, verify: bo
 
         check_streamable(model)
         graph = StepGraph(model, hops).eval()  # the reference the export is verified against
-        args = (torch.zeros(hops, N_FFT), model.initial_state(1))
-        names = dict(input_names=["frame", "state"], output_names=["out", "state_out"])
+        args = (torch.zeros(hops, N_FFT), *graph.initial_states())
+        extra = ["ahead"] if graph.lookahead else []  # a look-ahead model's kept spectra
+        names = dict(input_names=["frame", "state"] + extra, output_names=["out", "state_out"] + [e + "_out" for e in extra])
         if type(model) is Student and not model.cfg.phase_input:  # exactly what onnx_step writes out
             from .onnx_step import student_step_bytes
 

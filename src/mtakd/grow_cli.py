@@ -12,23 +12,28 @@ def cmd_grow(args) -> int:
 
     try:
         big = grow_checkpoint(args.checkpoint, args.output, hidden=args.hidden, input_size=args.input_size,
-                              init_scale=args.init_scale, seed=args.seed, overwrite=args.overwrite)
+                              init_scale=args.init_scale, seed=args.seed, overwrite=args.overwrite,
+                              lookahead=args.lookahead)
     except (FileExistsError, ValueError) as e:  # an existing output, a size that shrinks, not a student, a bad file
         print(f"mtakd: error: {e}", file=sys.stderr)
         return 2
     n = sum(p.numel() for p in big.parameters())
-    print(f"wrote {args.output} (student {big.cfg.cell.upper()} {big.cfg.layers}x{big.cfg.hidden}, input "
-          f"{big.cfg.input_size}, {n:,} parameters; the same output as {args.checkpoint}). Fine-tune it with "
-          f"init={args.output} model.args.hidden={big.cfg.hidden} model.args.input_size={big.cfg.input_size}")
+    c = big.cfg
+    print(f"wrote {args.output} (student {c.cell.upper()} {c.layers}x{c.hidden}, input {c.input_size}, "
+          f"look-ahead {c.lookahead} frame(s), {n:,} parameters; the same output as {args.checkpoint}). Fine-tune it "
+          f"with init={args.output} model.args.hidden={c.hidden} model.args.input_size={c.input_size}"
+          + (f" model.args.lookahead={c.lookahead}" if c.lookahead else ""))
     return 0
 
 
 def register_cli(sub) -> None:
-    p = sub.add_parser("grow", help="widen a trained student without changing its output (then fine-tune it)")
+    p = sub.add_parser("grow", help="widen a trained student or give it look-ahead without changing its output (then fine-tune it)")
     p.add_argument("checkpoint", help="student checkpoint (.safetensors), or pretrained:student")
     p.add_argument("-o", "--output", required=True, help="output .safetensors file")
     p.add_argument("--hidden", type=int, help="recurrent units per layer (at least the current number)")
     p.add_argument("--input-size", type=int, help="input features after fc_in (at least the current number)")
+    p.add_argument("--lookahead", type=int,
+                   help="frames of look-ahead (at least the current number; each adds 10 ms of latency)")
     p.add_argument("--init-scale", type=float, default=1.0,
                    help="scale of the new units' incoming weights, times torch's default init")
     p.add_argument("--seed", type=int, default=0, help="seed of the new units' weights")

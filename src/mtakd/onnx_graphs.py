@@ -11,7 +11,10 @@ from .stft import HOP, N_FFT, STFT, apply_mask
 
 class StepGraph(nn.Module):
     """Per-hop pipeline, ``hops`` (K) consecutive frames per call:
-    ``forward(frame (K, N_FFT), state (L,1,H)) -> (out (K, N_FFT), state)``.
+    ``forward(frame (K, N_FFT), state (L,1,H)) -> (out (K, N_FFT), state)``; a model with
+    look-ahead (``cfg.lookahead = A > 0``) also takes and returns the last ``A`` spectra
+    ``ahead (A, 2, F)`` (zeros at the start), and ``out`` holds the synthesis frames of the
+    frames ``A`` hops earlier (see ``streaming.TorchStepProcessor``).
 
     The reference every step export is verified against, and the graph traced for causal
     models that ``onnx_step`` does not write by hand (the K steps are unrolled in the trace).
@@ -20,18 +23,30 @@ class StepGraph(nn.Module):
     def __init__(self, model: nn.Module, hops: int = 1):
         super().__init__()
         self.model, self.stft, self.hops = model, STFT(), int(hops)
+        self.lookahead = int(getattr(getattr(model, "cfg", None), "lookahead", 0) or 0)
 
-    def forward(self, frame: torch.Tensor, state: torch.Tensor):
+    def initial_states(self) -> tuple[torch.Tensor, ...]:
+        """The zero states ``forward`` starts from: ``(state,)`` or ``(state, ahead)``."""
+        st = self.model.initial_state(1)
+        A = self.lookahead
+        return (st, torch.zeros(A, 2, self.stft.n_freq)) if A else (st,)
+
+    def forward(self, frame: torch.Tensor, state: torch.Tensor, ahead: torch.Tensor | None = None):
         spec = self.stft.analyze_frame(frame)  # (K, 2, F)
-        if self.hops == 1:  # (the graph traced before multi-hop graphs existed, unchanged)
+        A = self.lookahead
+        if A:
+            spec = torch.cat((ahead, spec))  # (A + K, 2, F): frame k is masked with k+1..k+A
+        if self.hops == 1 and not A:  # (the graph traced before multi-hop graphs existed, unchanged)
             mask, state = self.model.step(spec, state)
         else:
             masks = []
             for k in range(self.hops):  # the recurrence is sequential; the DFTs are batched
-                m, state = self.model.step(spec[k : k + 1], state)
+                window = spec[k : k + A + 1].transpose(0, 1).unsqueeze(0) if A else spec[k : k + 1]
+                m, state = self.model.step(window, state)
                 masks.append(m)
             mask = torch.cat(masks)
-        return self.stft.synthesize_frame(apply_mask(spec, mask)), state
+        out = self.stft.synthesize_frame(apply_mask(spec[: self.hops], mask))
+        return (out, state, spec[self.hops :]) if A else (out, state)
 
 
 class OfflineGraph(nn.Module):

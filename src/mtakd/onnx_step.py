@@ -33,8 +33,9 @@ slower, and folding the frame's symmetric halves (half the DFT bytes) was no fas
 nodes and constants are named ``dft_*`` so that int8 quantisation leaves them float.
 
 Interface (``mtakd_kind = "step"``): ``frame (1, N_FFT)``, ``state0 .. state{L-1}
-(1, 1, H)`` -> ``out (1, N_FFT)`` (windowed synthesis frame), ``state_out0 ..`` in the same
-order; ``mtakd.ort_runtime.OrtStepProcessor`` accepts any number of state tensors.
+(1, 1, H)`` (and ``ahead (A, 2F)`` for a student with ``A`` frames of look-ahead) ->
+``out (1, N_FFT)`` (windowed synthesis frame), ``state_out0 ..`` in the same order;
+``mtakd.ort_runtime.OrtStepProcessor`` accepts any number of state tensors.
 
 Multi-hop graphs (``hops=K``, metadata ``mtakd_hops``): ``frame (K, N_FFT)`` holds K
 consecutive frames and ``out (K, N_FFT)`` their synthesis frames; the states are still
@@ -93,7 +94,8 @@ class _Graph:
 
 
 def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size: int, hidden: int,
-                       layers: int, mask_bound: float, opset: int = 17, hops: int = 1, cell: str = "gru"):
+                       layers: int, mask_bound: float, opset: int = 17, hops: int = 1, cell: str = "gru",
+                       lookahead: int = 0):
     """The step graph of a ``Student`` as an ``onnx.ModelProto``, ``hops`` (K) frames per run.
 
     ``cell="lstm"``: the ``lstm.*`` parameters (4 gate blocks) run as onnxruntime's ``LSTM``
@@ -107,6 +109,13 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
     ``hops=1`` is the measured one-hop graph described above; ``hops=K > 1`` keeps the frame
     index first in every tensor (see ``_tensor_shapes``) and adds one Reshape per GRU layer
     but the last (the layer's ``Y (K, 1, 1, H)`` is the next layer's ``X (K, 1, H)``).
+
+    ``lookahead=A > 0``: one more state, ``ahead (A, 2F)`` (the last ``A`` spectra as the
+    analysis MatMul gives them, zeros at the start) -> ``ahead_out``, after the recurrent
+    states; ``out`` holds the synthesis frames of the frames ``A`` hops before the newest
+    (metadata ``mtakd_lookahead``; ``HopFramer`` shifts the output back). Seven more nodes for
+    A = 1: a Concat of kept and new spectra, Slices for the kept and the masked rows, a Reshape
+    for the features of all rows, a Slice per window frame and a Concat of the windows.
     """
     from onnx import TensorProto, checker, helper
 
@@ -117,17 +126,30 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
     if not (isinstance(hops, int) and hops >= 1):
         raise ValueError(f"hops must be an integer >= 1, got {hops!r}")
     p = {k: np.asarray(v, dtype=np.float32) for k, v in params.items()}
-    F, H, K = n_freq, hidden, hops
+    F, H, K, A = n_freq, hidden, hops, int(lookahead)
     sh = _tensor_shapes(K, F)
     fwd, inv = dft_matrices(N_FFT)  # (N_FFT, 2F), (2F, N_FFT)
     g = _Graph()
 
     # ---- analysis and input features: frame (K, N_FFT) -> spec -> feat (K, F)
     spec = g.node("MatMul", ["frame", g.const("dft_fwd", fwd)], name="dft_analysis")  # (K, 2F)
-    spec = g.node("Reshape", [spec, g.shape("shape_spec", *sh["spec"])], "spec")
-    ss = g.node("ReduceSumSquare", [spec], axes=sh["spec_axes"], keepdims=0)  # |X|^2 (K, F)
-    feat = g.node("Pow", [g.node("Add", [ss, g.const("feature_eps", FEATURE_EPS)]),
-                          g.const("feature_exp", 0.5 * FEATURE_POWER)], "feat")
+    eps, exp = g.const("feature_eps", FEATURE_EPS), g.const("feature_exp", 0.5 * FEATURE_POWER)
+    if A == 0:
+        spec = g.node("Reshape", [spec, g.shape("shape_spec", *sh["spec"])], "spec")
+        ss = g.node("ReduceSumSquare", [spec], axes=sh["spec_axes"], keepdims=0)  # |X|^2 (K, F)
+        feat = g.node("Pow", [g.node("Add", [ss, eps]), exp], "feat")
+    else:  # look-ahead: the kept spectra, then the K new; frame k is masked with k+1..k+A
+        rows = g.node("Concat", ["ahead", spec], "spec_rows", axis=0)  # (A + K, 2F)
+        axis0 = g.shape("axis0", 0)
+        g.node("Slice", [rows, g.shape("ahead_start", K), g.shape("ahead_end", K + A), axis0], "ahead_out")
+        spec = g.node("Slice", [rows, g.shape("masked_start", 0), g.shape("masked_end", K), axis0])
+        spec = g.node("Reshape", [spec, g.shape("shape_spec", *sh["spec"])], "spec")
+        ss = g.node("ReduceSumSquare", [g.node("Reshape", [rows, g.shape("shape_rows", A + K, 2, F)])], axes=[1],
+                    keepdims=0)  # |X|^2 (A + K, F)
+        every = g.node("Pow", [g.node("Add", [ss, eps]), exp], "feat_rows")
+        # (K, (A + 1) F): frame k's features, then its A successors' (fc_in's column blocks)
+        feat = g.node("Concat", [g.node("Slice", [every, g.shape(f"win{j}_start", j), g.shape(f"win{j}_end", j + K), axis0])
+                                 for j in range(A + 1)], "feat", axis=1)
     x = g.node("Gemm", [feat, g.const("fc_in_w", p["fc_in.weight"]), g.const("fc_in_b", p["fc_in.bias"])], transB=1)
     slope = p["act.weight"].reshape(-1)
     if slope.size == 1:  # shared slope: LeakyRelu, fused into the Gemm by onnxruntime
@@ -182,6 +204,9 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
     inputs += [helper.make_tensor_value_info(f"state{l}", f32, [1, 1, H]) for l in range(n_states)]
     outputs = [helper.make_tensor_value_info("out", f32, [K, N_FFT])]
     outputs += [helper.make_tensor_value_info(f"state_out{l}", f32, [1, 1, H]) for l in range(n_states)]
+    if A:
+        inputs.append(helper.make_tensor_value_info("ahead", f32, [A, 2 * F]))
+        outputs.append(helper.make_tensor_value_info("ahead_out", f32, [A, 2 * F]))
     model = helper.make_model(helper.make_graph(g.nodes, "mtakd_student_step", inputs, outputs, g.inits),
                               opset_imports=[helper.make_opsetid("", opset)], producer_name="mtakd")
     model.ir_version = min(model.ir_version, 8)  # loadable by older onnxruntime releases too
@@ -210,5 +235,5 @@ def student_step_bytes(model, opset: int = 17, hops: int = 1) -> bytes:
     cfg = model.cfg
     params = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
     proto = student_step_model(params, cfg.n_freq, cfg.input_size, cfg.hidden, cfg.layers, cfg.mask_bound, opset, hops,
-                               cfg.cell)
+                               cfg.cell, cfg.lookahead)
     return proto.SerializeToString()

@@ -19,6 +19,8 @@ Two kinds of ONNX file (``mtakd_kind`` in the model metadata, see ``mtakd.export
   inside the graph; the student's graph has one ``(1, 1, H)`` state per GRU layer, older or
   traced ones a single ``(L, 1, H)``). K, the hops per run (``mtakd export --hops K``,
   metadata ``mtakd_hops``), is 1 unless chosen; K > 1 adds ``(K - 1) * 10 ms`` of latency.
+  A student with look-ahead (metadata ``mtakd_lookahead = A``) has one more state, its last
+  ``A`` spectra, and returns the frames ``A`` hops back: ``A * 10 ms`` more latency.
   ``OrtStreamingEnhancer`` adds the framing and overlap-add (``stft_np.HopFramer``, which
   hands the processor whole groups of K frames), exactly as the torch streamer does.
 * ``offline``: ``wav (1, N) -> enhanced (1, N)``, dynamic ``N`` (any model, teacher too):
@@ -93,6 +95,11 @@ class OrtStepProcessor:
             raise ValueError(f"step model metadata says {meta['mtakd_hops']} hops per run, its input takes {k}")
         #: frames per onnxruntime run (``HopFramer`` reads it to group the frames)
         self.hops = k
+        #: frames of look-ahead: ``out`` is the frames this many hops back (``HopFramer`` reads it)
+        try:
+            self.lookahead = int(meta.get("mtakd_lookahead", "0"))
+        except ValueError:
+            raise ValueError(f"step model metadata mtakd_lookahead={meta['mtakd_lookahead']!r} is not a frame count") from None
         shapes = [tuple(i.shape) for i in state_in]
         if [tuple(o.shape) for o in state_out] != shapes or not all(isinstance(d, int) for s in shapes for d in s):
             raise ValueError(f"step model states {shapes} -> {[o.shape for o in state_out]}: need the same fixed shapes")

@@ -128,6 +128,12 @@ class HopFramer:
     frames only touch samples past the end, which are dropped). The output is the same
     samples, returned in bursts of K hops, and ``delay_samples`` grows by ``(K - 1) * HOP``.
     One-hop feeds take ``_feed_group_hop``: a copy into the buffer, and a run per K-th hop.
+
+    Look-ahead: a processor with ``lookahead = L > 0`` returns, for the frames it is given,
+    the synthesis frames of the frames ``L`` earlier (a model that masks frame ``t`` once
+    frame ``t + L`` is in; ``L`` zero frames before the first). So its first ``L`` output hops
+    are dropped, ``flush`` runs ``L`` more zero frames, and ``delay_samples`` grows by
+    ``L * HOP``; the output is the same samples.
     """
 
     def __init__(self, processor: FrameProcessor, max_frames: int = 1024):
@@ -137,10 +143,16 @@ class HopFramer:
         self._group = k = int(getattr(processor, "hops", 1))
         if k < 1:
             raise ValueError(f"processor.hops must be >= 1, got {k}")
+        self._ahead = int(getattr(processor, "lookahead", 0))
+        if self._ahead < 0:
+            raise ValueError(f"processor.lookahead must be >= 0, got {self._ahead}")
+        # output hops that are not signal: hop -1 (frame 0's first half, in the left padding)
+        # and, with look-ahead, the L hops of the zero frames before the first
+        self._lead = 1 + self._ahead
         self._max_new = max_frames * HOP
         # holds HOP samples of history + < K*HOP pending + one slice of new input, or at flush
-        # up to 2K padded frames; preallocated so the hot path never grows it
-        self._buf = np.zeros((2 * k + 1) * HOP + self._max_new + N_FFT, dtype=np.float32)
+        # up to 2K + L padded frames; preallocated so the hot path never grows it
+        self._buf = np.zeros((2 * k + 1 + self._ahead) * HOP + self._max_new + N_FFT, dtype=np.float32)
         self._tail = np.zeros(HOP, dtype=np.float32)  # second half of the last synthesis frame
         # the K overlapping frames at the start of the buffer (the buffer is never reallocated,
         # so this view stays valid; as_strided per call costs more than a small matmul)
@@ -166,14 +178,20 @@ class HopFramer:
 
     @property
     def delay_samples(self) -> int:
-        """Latency of the stream in samples: ``N_FFT + (K - 1) * HOP`` (K = ``hops``; 320 =
-        20 ms at 16 kHz for K = 1, 30 ms for K = 2, 50 ms for K = 4). With hop-sized I/O and
+        """Latency of the stream in samples: ``N_FFT + (K - 1 + L) * HOP`` (K = ``hops``, L =
+        ``lookahead``; 320 = 20 ms at 16 kHz for K = 1 and L = 0, 30 ms for K = 2 or L = 1, 50 ms
+        for K = 4). With hop-sized I/O and
         K = 1, output hop ``j`` is returned by the feed of input hop ``j+1``; played out from
         then on, each sample comes exactly ``N_FFT`` samples after it was captured (plus
         compute time); this is ``stft.ALGORITHMIC_LATENCY_SAMPLES``. With K > 1 it comes with
         the feed that completes its group, up to ``K - 1`` hops later; a steady playout must
         wait for the worst case."""
-        return N_FFT + (self._group - 1) * HOP
+        return N_FFT + (self._group - 1 + self._ahead) * HOP
+
+    @property
+    def lookahead(self) -> int:
+        """Frames of look-ahead of the processor's model (L): each adds one hop to ``delay_samples``."""
+        return self._ahead
 
     @property
     def samples_in(self) -> int:
@@ -214,7 +232,7 @@ class HopFramer:
         buf[:HOP] = x  # this hop is the next frame's first half
         self._n_in += HOP
         self._frames += 1
-        if self._frames == 1:  # hop -1 (frame 0's first half) lies in the left padding
+        if self._frames <= self._lead:  # hop -1 (in the left padding) or a look-ahead zero frame's
             self._tail[:] = synth[0, HOP:]
             return np.zeros(0, dtype=np.float32)
         y = np.add(self._tail, synth[0, :HOP])
@@ -243,7 +261,7 @@ class HopFramer:
         if n == 0:
             self.reset()
             return np.zeros(0, dtype=np.float32)
-        total_frames = -(-n // HOP) + 1  # stft.STFT.num_frames
+        total_frames = -(-n // HOP) + 1 + self._ahead  # stft.STFT.num_frames, + the look-ahead's
         k = -(-(total_frames - self._frames) // self._group) * self._group
         end = HOP + k * HOP
         self._buf[self._fill : end] = 0.0
@@ -272,7 +290,8 @@ class HopFramer:
         rest = self._fill - used
         buf[:rest] = buf[used : self._fill]
         self._fill = rest
-        first = self._frames == 0
+        # hop -1 (frame 0's first half) lies in the left padding, and with look-ahead the next L
+        # hops are those of the zero frames before the first: none of them is signal
+        drop = min(k, max(0, self._lead - self._frames))
         self._frames += k
-        # hop -1 (frame 0's first half) lies in the left padding: it is not signal
-        return (out[1:] if first else out).reshape(-1)
+        return (out[drop:] if drop else out).reshape(-1)

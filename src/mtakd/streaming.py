@@ -14,7 +14,8 @@ must not import torch at all uses ``mtakd.ort_runtime.OrtStreamingEnhancer`` dir
 
 Latency: ``delay_samples`` (= ``N_FFT``, 320 samples, 20 ms) -- see ``HopFramer``. A multi-hop
 ONNX step graph (``hops=K``, ``mtakd export --hops K``) runs K hops per onnxruntime call and
-adds ``(K - 1) * 10 ms`` to that; the output samples are the same.
+adds ``(K - 1) * 10 ms`` to that; the output samples are the same. A student with ``L`` frames
+of look-ahead adds ``L * 10 ms``.
 """
 from __future__ import annotations
 
@@ -60,6 +61,11 @@ class TorchStepProcessor:
     through ``step``; several go through ``model.steps`` when the model has it (the student:
     one GRU call over the ``k`` frames: files ran 4.5x faster than with a loop of ``step``,
     docs/benchmarks.md), else through a loop of ``step`` calls (batch 1).
+
+    A model with look-ahead (``model.cfg.lookahead = L > 0``) masks a frame once the ``L``
+    after it are in: the processor keeps the last ``L`` spectra (zeros at the start, as the
+    offline model pads), hands the model each frame with its ``L`` successors, and returns the
+    synthesis frames of the frames ``L`` earlier (``HopFramer`` drops the first ``L``).
     """
 
     def __init__(self, model: nn.Module):
@@ -71,27 +77,37 @@ class TorchStepProcessor:
             self.device = torch.device("cpu")
         self.stft = STFT().to(self.device)
         self._steps = getattr(model, "steps", None)  # several frames in one call, if the model can
-        self.state = None
+        cfg = getattr(model, "cfg", None)
+        #: frames of look-ahead (``HopFramer`` reads it: the output comes ``L`` frames later)
+        self.lookahead = int(getattr(cfg, "lookahead", 0) or 0)
+        self.state = self.ahead = None
         self.reset()
 
     def reset(self) -> None:
         self.state = self.model.initial_state(1).to(self.device)
+        L = self.lookahead
+        self.ahead = torch.zeros(L, 2, self.stft.n_freq, device=self.device) if L else None  # (L, 2, F)
 
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         spec = self.stft.analyze_frame(torch.from_numpy(frames).to(self.device))  # (k, 2, F)
-        step, state = self.model.step, self.state
-        if spec.shape[0] == 1:  # the real-time case: one hop in, one frame out
-            mask, state = step(spec, state)
-        elif self._steps is not None:  # (k, 2, F) -> one sequence (1, 2, k, F) and back
+        step, state, L, k = self.model.step, self.state, self.lookahead, spec.shape[0]
+        if L:  # the L kept spectra, then the k new: frame i is masked with frames i+1..i+L
+            spec = torch.cat((self.ahead, spec))  # (L + k, 2, F)
+        if k == 1:  # the real-time case: one hop in, one frame out
+            mask, state = step(spec.transpose(0, 1).unsqueeze(0) if L else spec, state)
+        elif self._steps is not None:  # (L+k, 2, F) -> one sequence (1, 2, L+k, F) and back
             mask, state = self._steps(spec.transpose(0, 1).unsqueeze(0), state)
             mask = mask[0].transpose(0, 1)
         else:
-            mask = torch.empty_like(spec)
-            for i in range(spec.shape[0]):
-                m, state = step(spec[i : i + 1], state)
+            mask = torch.empty_like(spec[:k])
+            for i in range(k):
+                m, state = step(spec[i : i + L + 1].transpose(0, 1).unsqueeze(0) if L else spec[i : i + 1], state)
                 mask[i] = m[0]
         self.state = state
+        if L:
+            self.ahead = spec[k:].clone()  # the last L spectra
+            spec = spec[:k]  # the frames masked now, L behind the newest
         return self.stft.synthesize_frame(apply_mask(spec, mask)).cpu().numpy()  # (k, N_FFT)
 
 

@@ -16,6 +16,13 @@ start silent" variant):
 
 If both sides of a new unit were zero it could never learn (both gradients would be zero).
 
+Look-ahead (``lookahead=L``, docs/lookahead.md) is grown the same way: ``fc_in`` reads the
+features of ``L`` more frames, with zero weights, so the mask of frame ``t`` is the small
+student's. The one difference: a look-ahead student's stream begins with ``L`` steps over
+zero frames (what it masks first is frame 0 once frame ``L`` has arrived), so its output equals
+the small student's run on the spectrum with ``L`` zero frames in front (tested). The new
+weights get gradients at once (their inputs, the next frames' features, are not zero).
+
     grow_student(model, hidden=120)                           # -> a wider Student, same output
     grow_checkpoint("small.safetensors", "wide.safetensors", hidden=120)
     mtakd grow pretrained:student --hidden 127 -o runs/wide.safetensors    # grow_cli.py
@@ -60,10 +67,11 @@ def _grow_rows(old: torch.Tensor, gates: int, h_old: int, h_new: int, cols_new: 
 
 
 def grow_student(model: Student, hidden: int | None = None, input_size: int | None = None,
-                 init_scale: float = 1.0, seed: int = 0) -> Student:
-    """A copy of ``model`` with ``hidden`` recurrent units per layer and ``input_size`` input
-    features (each at least the current size; None keeps it), whose output equals ``model``'s
-    for every input (offline and streaming; the state grows to ``(L, B, hidden)``).
+                 init_scale: float = 1.0, seed: int = 0, lookahead: int | None = None) -> Student:
+    """A copy of ``model`` with ``hidden`` recurrent units per layer, ``input_size`` input
+    features and ``lookahead`` frames of look-ahead (each at least the current value; None
+    keeps it), whose output equals ``model``'s for every input (offline and streaming; the
+    state grows to ``(L, B, hidden)``; more look-ahead: see the module docstring).
 
     Raises ``ValueError`` for a size below the current one or a model that is not a Student.
     """
@@ -71,19 +79,22 @@ def grow_student(model: Student, hidden: int | None = None, input_size: int | No
         raise ValueError(f"grow_student grows a Student, got {type(model).__name__}")
     c = model.cfg
     H, I = hidden or c.hidden, input_size or c.input_size
-    if H < c.hidden or I < c.input_size:
-        raise ValueError(f"grow_student only widens: hidden {c.hidden} -> {H} and input_size {c.input_size} -> {I} "
-                         "must not shrink")
+    A = c.lookahead if lookahead is None else lookahead
+    if H < c.hidden or I < c.input_size or A < c.lookahead:
+        raise ValueError(f"grow_student only grows: hidden {c.hidden} -> {H}, input_size {c.input_size} -> {I} and "
+                         f"lookahead {c.lookahead} -> {A} must not shrink")
     if not init_scale > 0:
         raise ValueError(f"grow_student: init_scale must be > 0 (new units need non-zero incoming weights), got {init_scale}")
     gen = torch.Generator().manual_seed(seed)
-    cfg = dataclasses.replace(c, hidden=H, input_size=I)
+    cfg = dataclasses.replace(c, hidden=H, input_size=I, lookahead=A)
     big = Student(cfg)
     old, new = model.state_dict(), {}
     G = GATES[c.cell]
 
-    # fc_in: old features keep their rows, new features are fresh (nothing old reads them)
+    # fc_in: old features keep their rows, new features are fresh (nothing old reads them);
+    # the frames of new look-ahead come last (windows are oldest first) and start with zero weight
     w = old["fc_in.weight"]
+    w = torch.cat([w, torch.zeros(w.shape[0], (A - c.lookahead) * model.frame_features)], dim=1)
     new["fc_in.weight"] = torch.cat([w, _fresh((I - c.input_size, w.shape[1]), w.shape[1], init_scale, gen)])
     new["fc_in.bias"] = torch.cat([old["fc_in.bias"], _fresh((I - c.input_size,), w.shape[1], init_scale, gen)])
     new["act.weight"] = old["act.weight"]
@@ -104,7 +115,8 @@ def grow_student(model: Student, hidden: int | None = None, input_size: int | No
 
 
 def grow_checkpoint(src: str | Path, out: str | Path, hidden: int | None = None, input_size: int | None = None,
-                    init_scale: float = 1.0, seed: int = 0, overwrite: bool = False) -> Student:
+                    init_scale: float = 1.0, seed: int = 0, overwrite: bool = False,
+                    lookahead: int | None = None) -> Student:
     """Read a student checkpoint (a path or ``pretrained:student``), grow it, write ``out``
     (atomically; refuses to replace a file unless ``overwrite``). The new file's training record
     says what it was grown from; its run config is the source's, with the new model size."""
@@ -119,11 +131,13 @@ def grow_checkpoint(src: str | Path, out: str | Path, hidden: int | None = None,
     model, meta, _ = load_checkpoint(path)
     if meta["model"]["name"] != "student":
         raise ValueError(f"{path}: holds a {meta['model']['name']}, and only a student can be grown")
-    big = grow_student(model, hidden=hidden, input_size=input_size, init_scale=init_scale, seed=seed)
+    big = grow_student(model, hidden=hidden, input_size=input_size, init_scale=init_scale, seed=seed,
+                       lookahead=lookahead)
     config = dict(meta.get("config") or {})
     if isinstance(config.get("model"), dict):
         config["model"] = {**config["model"], "args": {**(config["model"].get("args") or {}),
-                                                         "hidden": big.cfg.hidden, "input_size": big.cfg.input_size}}
+                                                         "hidden": big.cfg.hidden, "input_size": big.cfg.input_size,
+                                                         "lookahead": big.cfg.lookahead}}
     train = {"grown_from": str(path), "grown_from_args": meta["model"]["args"], "grow_seed": seed,
              "grow_init_scale": init_scale}
     save_checkpoint(out, big, config=config, train=train)

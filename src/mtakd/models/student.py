@@ -17,6 +17,18 @@ Causal by construction (the recurrent layers run forward in time, every other la
 frame), so it streams frame by frame with ``step(frame, state)``; ``forward`` over a whole
 utterance and ``step`` over its frames are the same computation (tested). The default size
 is ~144 k parameters and ~14 M MAC/s, a small fraction of the teacher.
+
+Look-ahead (``lookahead = L`` frames, default 0): the mask of frame ``t`` is computed from
+the frames up to ``t + L``. Why: the teacher sees the whole utterance, the student only the
+past, and one frame (10 ms, within the 40 ms budget of docs/method.md) tells it whether a
+sound goes on or stops. The input of recurrent step ``t`` is the features of frames ``t ..
+t+L`` side by side (``fc_in`` reads ``(L+1)`` times the features, oldest first), so a
+student grown with ``mtakd grow --lookahead L`` (zero weights on the new frames) starts as
+the student it came from. Offline, the spectrum is padded with ``L`` zero frames at both
+ends and the first ``L`` steps (over the leading zeros) are dropped; streaming, the pipeline
+keeps the last ``L`` spectra (initially zero: the same leading zeros) and ``step`` takes the
+frame to mask with the ``L`` after it, so both are the same computation. The price is ``L``
+hops of latency (``stft_np.HopFramer.delay_samples``).
 """
 from __future__ import annotations
 
@@ -24,6 +36,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F_
 
 from ..config import ConfigError
 from ..stft import N_FREQ
@@ -48,15 +61,21 @@ class StudentConfig:
     #: 1.0 is the usual choice (Jozefowicz et al. 2015; Keras' unit_forget_bias). None keeps
     #: torch's uniform init, whose forget gates start near 0.5
     lstm_forget_bias: float | None = 1.0
+    #: frames of look-ahead L: the mask of frame t sees frames up to t + L (+L x 10 ms latency)
+    lookahead: int = 0
 
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ConfigError(f"student cell (model.args.cell) must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        if isinstance(self.lookahead, bool) or not isinstance(self.lookahead, int) or not 0 <= self.lookahead <= 8:
+            raise ConfigError(f"student lookahead (model.args.lookahead) must be an integer frame count 0..8, got {self.lookahead!r}")
 
 
 class Student(nn.Module):
     """``forward(spec (B,2,T,F)) -> mask (B,2,T,F)``; ``step(frame (B,2,F), state)``;
-    ``steps(spec (B,2,T,F), state)`` for several frames of a stream at once.
+    ``steps(spec (B,2,T,F), state)`` for several frames of a stream at once. With look-ahead
+    ``L > 0`` (see the module docstring) ``step`` takes ``(B,2,1+L,F)`` (the frame to mask,
+    then the ``L`` after it) and ``steps`` takes ``(B,2,T+L,F)`` and masks the first ``T``.
 
     The state is one plain tensor: ``(L, B, H)`` for a GRU; ``(2L, B, H)`` for an LSTM, its
     hidden states of the ``L`` layers then its cell states (``torch.cat([h, c])``)."""
@@ -64,7 +83,9 @@ class Student(nn.Module):
     def __init__(self, cfg: StudentConfig):
         super().__init__()
         self.cfg = cfg
-        self.fc_in = nn.Linear((3 if cfg.phase_input else 1) * cfg.n_freq, cfg.input_size)
+        #: features per frame: compressed magnitude, and with phase_input the complex spectrum too
+        self.frame_features = (3 if cfg.phase_input else 1) * cfg.n_freq
+        self.fc_in = nn.Linear((1 + cfg.lookahead) * self.frame_features, cfg.input_size)
         self.act = nn.PReLU()
         rnn = nn.LSTM if cfg.cell == "lstm" else nn.GRU
         # named after the cell, so a checkpoint's weights say which one they are
@@ -112,39 +133,64 @@ class Student(nn.Module):
             c = c.flatten(1)
         return torch.cat([mag, c], dim=-1)
 
+    def _windows(self, feat: torch.Tensor) -> torch.Tensor:
+        """``(B, T+L, D)`` -> ``(B, T, (L+1) D)``: step ``t`` reads frames ``t .. t+L``, oldest first."""
+        L = self.cfg.lookahead
+        if L == 0:
+            return feat
+        T = feat.shape[1] - L
+        return torch.cat([feat[:, j : j + T] for j in range(L + 1)], dim=-1)
+
     def _head(self, h: torch.Tensor) -> torch.Tensor:
         # h (..., H) -> mask (..., 2, F)
         raw = self.fc_out(h).unflatten(-1, (2, self.cfg.n_freq))
         return bounded_mask(raw, self.cfg.mask_bound, ch=-2)
 
     def _run(self, spec: torch.Tensor, state: torch.Tensor | None):
-        """``spec (B,2,T,F)``, ``state`` (see the class) or None (zeros) -> mask ``(B,2,T,F)``,
-        hidden ``(B,T,H)``, new state (``(L,B,H)``, or ``(2L,B,H)`` for an LSTM)."""
+        """``spec (B,2,T+L,F)``, ``state`` (see the class) or None (zeros) -> mask ``(B,2,T,F)``
+        of the first ``T`` frames, hidden ``(B,T,H)``, new state (``(L,B,H)``, or ``(2L,B,H)``
+        for an LSTM)."""
         check_spec(spec, self.cfg.n_freq, "Student")
-        x = self.act(self.fc_in(self._features(spec)))  # (B, T, I)
+        if spec.shape[2] <= self.cfg.lookahead:
+            raise ValueError(f"Student with {self.cfg.lookahead} frame(s) of look-ahead needs more than "
+                             f"{self.cfg.lookahead} frames, got {spec.shape[2]}")
+        x = self.act(self.fc_in(self._windows(self._features(spec))))  # (B, T, I)
         h, state = self._recur(x, state)  # (B, T, H), packed state
         return self._head(h).transpose(1, 2), h, state  # (B, T, 2, F) -> (B, 2, T, F)
 
     def forward(self, spec: torch.Tensor, return_hidden: bool = False):
         """``spec (B,2,T,F)`` -> ``mask (B,2,T,F)`` (and hidden ``(B,T,H)`` if asked)."""
-        mask, h, _ = self._run(spec, None)
+        L = self.cfg.lookahead
+        if L:  # L zero frames before (what a stream starts from) and after (the end's look-ahead)
+            check_spec(spec, self.cfg.n_freq, "Student")
+            mask, h, _ = self._run(F_.pad(spec, (0, 0, L, L)), None)
+            mask, h = mask[:, :, L:], h[:, L:]  # the steps over the leading zeros mask no frame
+        else:
+            mask, h, _ = self._run(spec, None)
         return (mask, h) if return_hidden else mask
 
     def steps(self, spec: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``T`` consecutive frames at once: ``spec (B,2,T,F)``, ``state`` -> ``mask
-        (B,2,T,F)``, new state. The same arithmetic as ``T`` calls of ``step``, but the recurrent
-        layer runs its own loop over the frames: a streamer handed a long chunk pays one call, not ``T``
-        (per call, not arithmetic, is what a frame costs in PyTorch)."""
+        """``T`` consecutive frames at once: ``spec (B,2,T+L,F)``, ``state`` -> ``mask
+        (B,2,T,F)`` of the first ``T``, new state. The same arithmetic as ``T`` calls of
+        ``step``, but the recurrent layer runs its own loop over the frames: a streamer handed a
+        long chunk pays one call, not ``T`` (per call, not arithmetic, is what a frame costs in
+        PyTorch)."""
         self._check_state(state, spec.shape[0], "steps")
         mask, _, state = self._run(spec, state)
         return mask, state
 
     def step(self, frame: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One frame: ``frame (B,2,F)``, ``state`` -> ``mask (B,2,F)``, new state."""
-        if frame.dim() != 3 or frame.shape[1] != 2 or frame.shape[-1] != self.cfg.n_freq:
-            raise ValueError(f"Student.step expects a frame (batch, 2, {self.cfg.n_freq}), got {tuple(frame.shape)}")
+        """One frame: ``frame (B,2,F)``, ``state`` -> ``mask (B,2,F)``, new state. With look-ahead
+        ``L``: ``frame (B,2,1+L,F)``, the frame to mask and the ``L`` frames after it."""
+        L, F = self.cfg.lookahead, self.cfg.n_freq
+        want = (2, F) if L == 0 else (2, 1 + L, F)
+        if frame.dim() != 1 + len(want) or tuple(frame.shape[1:]) != want:
+            raise ValueError(f"Student.step expects a frame (batch, {', '.join(map(str, want))}), got {tuple(frame.shape)}")
         self._check_state(state, frame.shape[0], "step")
-        x = self.act(self.fc_in(self._features(frame)))  # (B, I)
+        if L:  # (B, 2, 1+L, F) -> features of the L+1 frames side by side, oldest first
+            x = self.act(self.fc_in(self._windows(self._features(frame))[:, 0]))  # (B, I)
+        else:
+            x = self.act(self.fc_in(self._features(frame)))  # (B, I)
         if self.cfg.cell == "gru":
             h, state = self.gru(x.unsqueeze(1), state)  # (B, 1, H)
             return self._head(h[:, 0]), state
