@@ -94,8 +94,10 @@ def test_wrong_shapes_and_values_raise():
     for bad in (-1, 9, 1.5, True):
         with pytest.raises(ConfigError, match="lookahead"):
             StudentConfig(lookahead=bad)
-    assert model.fc_in.in_features == 2 * 161
-    assert build_model("student", {"hidden": 12, "input_size": 10, "lookahead": 1, "phase_input": True}).fc_in.in_features == 2 * 3 * 161
+    assert model.fc_in.in_features == 161 and model.fc_ahead.in_features == 161 and model.fc_ahead.bias is None
+    wide = build_model("student", {"hidden": 12, "input_size": 10, "lookahead": 2, "phase_input": True})
+    assert wide.fc_in.in_features == 3 * 161 and wide.fc_ahead.in_features == 2 * 3 * 161
+    assert not hasattr(build_model("student", {"hidden": 12, "input_size": 10}), "fc_ahead")
 
 
 # ----------------------------------------------------------------------------- streaming
@@ -181,14 +183,14 @@ def test_hand_written_graph_stays_small_and_int8_keeps_the_dft_float():
 def test_grown_look_ahead_starts_as_its_source_and_learns_to_use_the_new_frame():
     small = _student(lookahead=0)
     big = grow_student(small, lookahead=1)
-    assert big.cfg.lookahead == 1 and torch.count_nonzero(big.fc_in.weight[:, 161:]) == 0
+    assert big.cfg.lookahead == 1 and torch.count_nonzero(big.fc_ahead.weight) == 0
     spec = _spec()
     with torch.no_grad():  # = the source run on the spectrum with one zero frame in front
         ref = small(torch.nn.functional.pad(spec, (0, 0, 1, 0)))[:, :, 1:]
         torch.testing.assert_close(big(spec), ref, atol=1e-6, rtol=0)
     big.train()
     big(spec).square().mean().backward()
-    assert big.fc_in.weight.grad[:, 161:].abs().sum() > 0  # the new frame's weights get gradients
+    assert big.fc_ahead.weight.grad.abs().sum() > 0  # the new frame's weights get gradients
     with pytest.raises(ValueError, match="lookahead 1 -> 0 must not shrink"):
         grow_student(big, lookahead=0)
 
@@ -207,9 +209,28 @@ def test_grow_cli_writes_a_look_ahead_checkpoint_that_fine_tunes(tmp_path, capsy
     cfg = load_config(TrainConfig, None, [
         "data.source=synthetic", "data.segment_s=1.0", "data.items_per_epoch=16", "optim.batch_size=8",
         "optim.epochs=1", "valid.synthetic_items=2", "threads=1", "device=cpu", f"run_dir={tmp_path / 'ft'}",
-        "model.name=student", "model.args={input_size: 10, hidden: 12, lookahead: 1}", f"init={out}"])
+        "model.name=student", "model.args={input_size: 10, hidden: 12, lookahead: 1}", f"init={out}",
+        "optim.lr=1e-3", "optim.lr_scale.fc_ahead=10"])
     tr = Trainer(cfg, progress=False)
     assert all(torch.equal(v, tr.model.state_dict()[k]) for k, v in big.state_dict().items())
+    # the look-ahead weights, and only they, learn at 10x the rate (after warm-up: the initial lr)
+    (group,) = [g for g in tr.opt.param_groups if any(p is tr.model.fc_ahead.weight for p in g["params"])]
+    assert group["initial_lr"] == pytest.approx(1e-2) and len(group["params"]) == 1
+    assert all(g["initial_lr"] == pytest.approx(1e-3) for g in tr.opt.param_groups if g is not group and
+               not any("log_var" in n for n, p in tr.objective.named_parameters() if any(p is q for q in g["params"])))
     tr.fit()
     tuned, _, _ = load_checkpoint(tmp_path / "ft" / "last.safetensors")
-    assert tuned.cfg.lookahead == 1 and torch.count_nonzero(tuned.fc_in.weight[:, 161:]) > 0
+    assert tuned.cfg.lookahead == 1 and torch.count_nonzero(tuned.fc_ahead.weight) > 0
+
+
+def test_lr_scale_matches_by_prefix_and_rejects_what_matches_nothing():
+    from mtakd.train import lr_scales
+
+    names = ["fc_in.weight", "fc_in.bias", "fc_ahead.weight", "gru.weight_ih_l0"]
+    assert lr_scales({"fc_ahead": 10}, names) == {"fc_ahead.weight": 10.0}
+    assert lr_scales({"fc_in": 2, "fc_in.bias": 0.5}, names) == {"fc_in.weight": 2.0, "fc_in.bias": 0.5}
+    # a prefix is a whole part of the name, not a substring: "fc" is no parameter's
+    with pytest.raises(ConfigError, match="optim.lr_scale.fc matches no parameter of the model; .*: fc_ahead, fc_in, gru$"):
+        lr_scales({"fc": 3}, names)
+    with pytest.raises(ConfigError, match="must be a number > 0"):
+        lr_scales({"fc_in": 0}, names)

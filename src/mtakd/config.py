@@ -82,6 +82,11 @@ class OptimConfig:
     checkpoint_every: int = 200
     #: write a row to steps.csv every this many steps
     log_every: int = 20
+    #: learning-rate multipliers by model-parameter name prefix, e.g. ``{fc_ahead: 10}``: new
+    #: weights that start at zero in a warm-started model (``mtakd grow --lookahead``) learn at a
+    #: higher rate than the trained ones around them (docs/lookahead.md). Every key must match
+    #: a parameter; a parameter matching several keys takes the longest
+    lr_scale: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -103,7 +103,7 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
     state{2L-1}`` (c), the order of the student's packed ``(2L, 1, H)`` state.
 
     ``params``: the model's ``state_dict`` as float numpy arrays (``fc_in.weight (I, F)``,
-    ``act.weight (1,)`` or ``(I,)``, ``gru.weight_ih_l{l} (3H, I or H)``, ``gru.weight_hh_l{l}
+    ``fc_ahead.weight (I, A F)`` with look-ahead, ``act.weight (1,)`` or ``(I,)``, ``gru.weight_ih_l{l} (3H, I or H)``, ``gru.weight_hh_l{l}
     (3H, H)``, ``gru.bias_*_l{l} (3H,)``, ``fc_out.weight (2F, H)``, ``fc_out.bias (2F,)``).
     ``frame (K, N_FFT)``, ``state{l} (1, 1, H)`` -> ``out (K, N_FFT)``, ``state_out{l}``.
     ``hops=1`` is the measured one-hop graph described above; ``hops=K > 1`` keeps the frame
@@ -150,7 +150,8 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
         # (K, (A + 1) F): frame k's features, then its A successors' (fc_in's column blocks)
         feat = g.node("Concat", [g.node("Slice", [every, g.shape(f"win{j}_start", j), g.shape(f"win{j}_end", j + K), axis0])
                                  for j in range(A + 1)], "feat", axis=1)
-    x = g.node("Gemm", [feat, g.const("fc_in_w", p["fc_in.weight"]), g.const("fc_in_b", p["fc_in.bias"])], transB=1)
+    w_in = np.concatenate((p["fc_in.weight"], p["fc_ahead.weight"]), axis=1) if A else p["fc_in.weight"]
+    x = g.node("Gemm", [feat, g.const("fc_in_w", w_in), g.const("fc_in_b", p["fc_in.bias"])], transB=1)
     slope = p["act.weight"].reshape(-1)
     if slope.size == 1:  # shared slope: LeakyRelu, fused into the Gemm by onnxruntime
         x = g.node("LeakyRelu", [x], alpha=float(slope[0]))

@@ -114,12 +114,19 @@ class Trainer:
             student_dim=getattr(self.model, "hidden_size", None),
             teacher_dim=getattr(self.teacher, "hidden_size", None),
         ).to(self.device)
-        decay, no_decay, log_vars = [], [], []
+        scales = lr_scales(cfg.optim.lr_scale, [n for n, _ in self.model.named_parameters()])
+        decay, no_decay, log_vars, scaled = [], [], [], {}
         for n, p in list(self.model.named_parameters()) + [("loss." + n, p) for n, p in self.objective.named_parameters()]:
             # biases, norms and PReLU slopes are not decayed; the uncertainty log-variances
             # get neither decay (it would pull the task weights to 1) nor the base learning rate
+            if n in scales:
+                scaled.setdefault((scales[n], p.dim() > 1), []).append(p)
+                continue
             (log_vars if "log_vars" in n else no_decay if p.dim() <= 1 else decay).append(p)
         groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        for (scale, decayed), params in sorted(scaled.items()):
+            groups.append({"params": params, "weight_decay": cfg.optim.weight_decay if decayed else 0.0,
+                           "lr": cfg.optim.lr * scale})
         if log_vars:
             groups.append({"params": log_vars, "weight_decay": 0.0, "lr": cfg.optim.lr * cfg.loss.log_var_lr_scale})
         self.opt = torch.optim.AdamW(groups, lr=cfg.optim.lr)
@@ -368,6 +375,25 @@ class Trainer:
                 print_epoch(row, self.objective.uncertainty)
             dist.barrier()  # the other ranks wait for rank 0's validation and checkpoints
         return self.run_dir / "best.safetensors"
+
+
+def lr_scales(table: dict, names: list[str]) -> dict[str, float]:
+    """``optim.lr_scale`` (name prefix -> multiplier) -> ``{parameter name: multiplier}`` for the
+    parameters it covers (the longest matching prefix wins). ``ConfigError`` for a multiplier
+    that is not a positive number or a prefix that matches no parameter."""
+    out: dict[str, tuple[int, float]] = {}
+    for prefix, scale in table.items():
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+            raise ConfigError(f"optim.lr_scale.{prefix} must be a number > 0, got {scale!r}")
+        hits = [n for n in names if n == prefix or n.startswith(prefix + ".")]
+        if not hits:
+            tops = sorted({n.split(".")[0] for n in names})
+            raise ConfigError(f"optim.lr_scale.{prefix} matches no parameter of the model; its parameters are under: "
+                              f"{', '.join(tops)}")
+        for n in hits:
+            if n not in out or len(prefix) > out[n][0]:
+                out[n] = (len(prefix), float(scale))
+    return {n: v for n, (_, v) in out.items()}
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:

@@ -16,8 +16,8 @@ start silent" variant):
 
 If both sides of a new unit were zero it could never learn (both gradients would be zero).
 
-Look-ahead (``lookahead=L``, docs/lookahead.md) is grown the same way: ``fc_in`` reads the
-features of ``L`` more frames, with zero weights, so the mask of frame ``t`` is the small
+Look-ahead (``lookahead=L``, docs/lookahead.md) is grown the same way: ``fc_ahead`` reads
+the features of ``L`` more frames, with zero weights, so the mask of frame ``t`` is the small
 student's. The one difference: a look-ahead student's stream begins with ``L`` steps over
 zero frames (what it masks first is frame 0 once frame ``L`` has arrived), so its output equals
 the small student's run on the spectrum with ``L`` zero frames in front (tested). The new
@@ -91,10 +91,16 @@ def grow_student(model: Student, hidden: int | None = None, input_size: int | No
     old, new = model.state_dict(), {}
     G = GATES[c.cell]
 
-    # fc_in: old features keep their rows, new features are fresh (nothing old reads them);
-    # the frames of new look-ahead come last (windows are oldest first) and start with zero weight
+    # fc_ahead (the look-ahead frames' weights): the old frames keep theirs, new frames (last:
+    # windows are oldest first) and new input features start at zero, so nothing changes
+    if A:
+        D = model.frame_features
+        ahead = torch.zeros(I, A * D)
+        if c.lookahead:
+            ahead[: c.input_size, : c.lookahead * D] = old["fc_ahead.weight"]
+        new["fc_ahead.weight"] = ahead
+    # fc_in: old features keep their rows, new features are fresh (nothing old reads them)
     w = old["fc_in.weight"]
-    w = torch.cat([w, torch.zeros(w.shape[0], (A - c.lookahead) * model.frame_features)], dim=1)
     new["fc_in.weight"] = torch.cat([w, _fresh((I - c.input_size, w.shape[1]), w.shape[1], init_scale, gen)])
     new["fc_in.bias"] = torch.cat([old["fc_in.bias"], _fresh((I - c.input_size,), w.shape[1], init_scale, gen)])
     new["act.weight"] = old["act.weight"]

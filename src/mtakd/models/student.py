@@ -22,9 +22,12 @@ Look-ahead (``lookahead = L`` frames, default 0): the mask of frame ``t`` is com
 the frames up to ``t + L``. Why: the teacher sees the whole utterance, the student only the
 past, and one frame (10 ms, within the 40 ms budget of docs/method.md) tells it whether a
 sound goes on or stops. The input of recurrent step ``t`` is the features of frames ``t ..
-t+L`` side by side (``fc_in`` reads ``(L+1)`` times the features, oldest first), so a
-student grown with ``mtakd grow --lookahead L`` (zero weights on the new frames) starts as
-the student it came from. Offline, the spectrum is padded with ``L`` zero frames at both
+t+L`` side by side: ``fc_in`` reads frame ``t``'s, ``fc_ahead`` (no bias) those of the ``L``
+frames after it, added before the activation (one matmul with the two weights side by side).
+A student grown with ``mtakd grow --lookahead L`` (``fc_ahead`` zero) starts as the student it
+came from; the look-ahead weights are a parameter of their own so that training can give them
+a learning rate of their own (``optim.lr_scale``: starting from zero, at the fine-tuning lr
+they grew to a twentieth of fc_in's scale in 1,000 steps, docs/lookahead.md). Offline, the spectrum is padded with ``L`` zero frames at both
 ends and the first ``L`` steps (over the leading zeros) are dropped; streaming, the pipeline
 keeps the last ``L`` spectra (initially zero: the same leading zeros) and ``step`` takes the
 frame to mask with the ``L`` after it, so both are the same computation. The price is ``L``
@@ -85,7 +88,9 @@ class Student(nn.Module):
         self.cfg = cfg
         #: features per frame: compressed magnitude, and with phase_input the complex spectrum too
         self.frame_features = (3 if cfg.phase_input else 1) * cfg.n_freq
-        self.fc_in = nn.Linear((1 + cfg.lookahead) * self.frame_features, cfg.input_size)
+        self.fc_in = nn.Linear(self.frame_features, cfg.input_size)
+        if cfg.lookahead:  # the next L frames' features -> the same input units
+            self.fc_ahead = nn.Linear(cfg.lookahead * self.frame_features, cfg.input_size, bias=False)
         self.act = nn.PReLU()
         rnn = nn.LSTM if cfg.cell == "lstm" else nn.GRU
         # named after the cell, so a checkpoint's weights say which one they are
@@ -133,13 +138,15 @@ class Student(nn.Module):
             c = c.flatten(1)
         return torch.cat([mag, c], dim=-1)
 
-    def _windows(self, feat: torch.Tensor) -> torch.Tensor:
-        """``(B, T+L, D)`` -> ``(B, T, (L+1) D)``: step ``t`` reads frames ``t .. t+L``, oldest first."""
+    def _input(self, feat: torch.Tensor) -> torch.Tensor:
+        """Features ``(B, T+L, D)`` -> input units ``(B, T, I)`` (before the activation): step
+        ``t`` reads frames ``t .. t+L`` side by side, oldest first, through ``[fc_in fc_ahead]``."""
         L = self.cfg.lookahead
         if L == 0:
-            return feat
+            return self.fc_in(feat)
         T = feat.shape[1] - L
-        return torch.cat([feat[:, j : j + T] for j in range(L + 1)], dim=-1)
+        window = torch.cat([feat[:, j : j + T] for j in range(L + 1)], dim=-1)  # (B, T, (L+1) D)
+        return F_.linear(window, torch.cat((self.fc_in.weight, self.fc_ahead.weight), dim=1), self.fc_in.bias)
 
     def _head(self, h: torch.Tensor) -> torch.Tensor:
         # h (..., H) -> mask (..., 2, F)
@@ -154,7 +161,7 @@ class Student(nn.Module):
         if spec.shape[2] <= self.cfg.lookahead:
             raise ValueError(f"Student with {self.cfg.lookahead} frame(s) of look-ahead needs more than "
                              f"{self.cfg.lookahead} frames, got {spec.shape[2]}")
-        x = self.act(self.fc_in(self._windows(self._features(spec))))  # (B, T, I)
+        x = self.act(self._input(self._features(spec)))  # (B, T, I)
         h, state = self._recur(x, state)  # (B, T, H), packed state
         return self._head(h).transpose(1, 2), h, state  # (B, T, 2, F) -> (B, 2, T, F)
 
@@ -188,7 +195,7 @@ class Student(nn.Module):
             raise ValueError(f"Student.step expects a frame (batch, {', '.join(map(str, want))}), got {tuple(frame.shape)}")
         self._check_state(state, frame.shape[0], "step")
         if L:  # (B, 2, 1+L, F) -> features of the L+1 frames side by side, oldest first
-            x = self.act(self.fc_in(self._windows(self._features(frame))[:, 0]))  # (B, I)
+            x = self.act(self._input(self._features(frame))[:, 0])  # (B, I)
         else:
             x = self.act(self.fc_in(self._features(frame)))  # (B, I)
         if self.cfg.cell == "gru":
