@@ -60,10 +60,13 @@ def recipe(run: Path) -> str:
     model = cfg["model"]["name"]
     margs = cfg["model"].get("args") or {}
     if model == "student":  # the recurrent cell and size, which studies of the student vary
-        model += f" ({str(margs.get('cell', 'gru')).upper()} {margs.get('layers', '?')}x{margs.get('hidden', '?')})"
+        ahead = f", look-ahead {margs['lookahead']}" if margs.get("lookahead") else ""
+        model += f" ({str(margs.get('cell', 'gru')).upper()} {margs.get('layers', '?')}x{margs.get('hidden', '?')}{ahead})"
     teacher = f", teacher `{cfg['teacher']}`" if cfg.get("teacher") else ""
+    scales = ", ".join(f"{k} x{v:g}" for k, v in (optim.get("lr_scale") or {}).items())
     return (f"{model} from `{init}`, kd {kd}{teacher}, {steps} steps x {optim['batch_size']} x "
-            f"{cfg['data']['segment_s']:g} s, lr {optim['lr']:g}, SI-SDR weight {loss.get('sisdr_weight', 0):g}, seed {cfg['seed']}")
+            f"{cfg['data']['segment_s']:g} s, lr {optim['lr']:g}{f' ({scales})' if scales else ''}, "
+            f"SI-SDR weight {loss.get('sisdr_weight', 0):g}, seed {cfg['seed']}")
 
 
 def main() -> int:

@@ -49,6 +49,18 @@ def test_pipe_equals_offline_within_int16_rounding(student):
     assert np.abs(y - _expected(student, pcm)).max() <= 1
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_pipe_of_a_look_ahead_student_equals_offline(backend):
+    torch.manual_seed(1)
+    model = build_model("student", {"hidden": 12, "input_size": 10, "lookahead": 1}).eval()
+    pcm = _pcm(8011)
+    out = io.BytesIO()
+    n = run_pipe(StreamingEnhancer(model, backend=backend), io.BufferedReader(io.BytesIO(pcm.tobytes())), out)
+    y = np.frombuffer(out.getvalue(), "<i2")
+    assert n == y.size == pcm.size
+    assert np.abs(y - _expected(model, pcm)).max() <= 1
+
+
 def test_wav_format_round_trip(student):
     pcm = _pcm(3000)
     out = io.BytesIO()

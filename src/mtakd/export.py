@@ -328,7 +328,7 @@ def register_cli(sub) -> None:
     p.add_argument("--hops", type=positive_int, default=1, metavar="K",
                    help="step graphs: process K consecutive 10 ms hops per onnxruntime run (default 1). Less "
                         "overhead per hop, but the stream's latency grows by (K-1) x 10 ms: 20 ms at K=1, "
-                        "30 ms at K=2, 50 ms at K=4")
+                        "30 ms at K=2, 50 ms at K=4 (+10 ms per look-ahead frame of the model)")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--quantize", action="store_true", help="also write a dynamic int8 copy <name>.int8.onnx")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")

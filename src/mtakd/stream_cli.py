@@ -10,7 +10,8 @@ At EOF the last frames are flushed, so the output has exactly as many samples as
 and equals the offline enhancement (within int16 rounding), delayed in time by 20 ms.
 ``--backend onnxruntime --hops K`` runs K hops per onnxruntime call (less overhead per hop)
 and delays the output by ``(K - 1) * 10 ms`` more; a step ``.onnx`` file brings its own K
-(``mtakd export --hops K``).
+(``mtakd export --hops K``). A student with look-ahead (``model.args.lookahead = L``) delays it
+by ``L * 10 ms`` more.
 ``--format wav`` reads a WAV stream (16 kHz mono 16-bit) and writes one whose header has
 "unknown" sizes (0xFFFFFFFF), as streaming tools do. ``--mic`` runs microphone -> speakers
 with the optional ``sounddevice`` package.
@@ -187,7 +188,8 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
     p.add_argument("--hops", type=positive_int, metavar="K",
                    help="onnxruntime: K 10 ms hops per run (default: the .onnx file's own, else 1). Less CPU per hop, "
-                        "but (K-1) x 10 ms more latency: 20 ms at K=1, 30 ms at K=2, 50 ms at K=4")
+                        "but (K-1) x 10 ms more latency: 20 ms at K=1, 30 ms at K=2, 50 ms at K=4 (+10 ms per look-ahead "
+                        "frame of the model)")
     p.add_argument("--format", choices=("s16le", "wav"), default="s16le", help="stdin/stdout container (default: raw PCM)")
     p.add_argument("--mic", action="store_true", help="live microphone -> speakers (needs the 'sounddevice' package)")
     p.set_defaults(func=cmd_stream)
