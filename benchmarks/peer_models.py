@@ -18,7 +18,8 @@ their weights. The loops re-implement the upstream ones:
   The emitted stream lags the input by 512 - 128 = 384 samples (24 ms; algorithmic
   latency 512 samples = 32 ms).
 * **mtakd** student: the exported step graph (``export_onnx(kind="step")``) through
-  ``OrtStreamingEnhancer``: hop 160 (10 ms), offset 0, algorithmic latency 320 samples = 20 ms.
+  ``OrtStreamingEnhancer``: hop 160 (10 ms), offset 0, algorithmic latency 320 samples = 20 ms
+  (+10 ms per frame of look-ahead: the stream's ``delay_samples``).
 
 Also the pure alignment helpers of ``peers_onnx.py`` and ``peers.py``: ``xcorr_lag`` (lag of
 an output behind a reference by cross-correlation) and ``align`` (cut a raw output to the
@@ -174,7 +175,8 @@ class MtakdStream:
 
     hop, offset, window = 160, 0, 320
     hop_ms = property(lambda self: 1000.0 * self.hop / SR)
-    latency_ms = property(lambda self: 1000.0 * self.window / SR)
+    # the stream's own delay: one window, plus a hop per frame of look-ahead (or hop group)
+    latency_ms = property(lambda self: 1000.0 * self.s.delay_samples / SR)
 
     def __init__(self, name, onnx_path, threads: int = 1):
         from mtakd.ort_runtime import OrtStreamingEnhancer

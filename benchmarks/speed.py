@@ -210,7 +210,7 @@ def main(argv=None) -> int:
     info["command"] = bc.command_line()
 
     bc.torch_one_thread()
-    from mtakd.stft import ALGORITHMIC_LATENCY_MS, HOP, N_FFT, SAMPLE_RATE
+    from mtakd.stft import HOP, N_FFT, SAMPLE_RATE
 
     x, audio = bc.bench_audio(args.wav, args.seconds)
     if x.size < HOP:
@@ -251,6 +251,8 @@ def main(argv=None) -> int:
 
     hop_ms = 1000.0 * HOP / SAMPLE_RATE
     ort_stream = find("student", "onnxruntime streaming")
+    # the student's algorithmic latency: its one-hop stream's delay (a window, + a hop per look-ahead frame)
+    base_ms = ort_stream["latency_ms"]
     teacher = find("teacher", "PyTorch offline")
     ratios = {}
     t_ort = find("teacher", "onnxruntime offline")
@@ -261,7 +263,7 @@ def main(argv=None) -> int:
     multi = [r for r in results if r["streaming"] and r["runtime"].startswith("onnxruntime streaming, K=")]
     targets = [
         ("student onnxruntime streaming RTF <= 0.01 (best-of)", ort_stream["rtf_best"] <= 0.01, f"{ort_stream['rtf_best']:.4f}"),
-        *[(f"same with K={r['hops']} hops per run ({r['latency_ms']:.0f} ms latency instead of {ALGORITHMIC_LATENCY_MS:.0f} ms)",
+        *[(f"same with K={r['hops']} hops per run ({r['latency_ms']:.0f} ms latency instead of {base_ms:.0f} ms)",
            r["rtf_best"] <= 0.01, f"{r['rtf_best']:.4f}") for r in multi],
         (f"student onnxruntime streaming p99 frame time well under the {hop_ms:.0f} ms hop (<= 10 % of it)",
          ort_stream["p99_ms"] <= 0.1 * hop_ms, f"p99 {ort_stream['p99_ms']:.3f} ms = {100 * ort_stream['p99_ms'] / hop_ms:.1f} % of the hop"),
@@ -307,7 +309,9 @@ def main(argv=None) -> int:
     L += ["", "Cost and latency:", ""]
     erows = []
     for role, e in eff.items():
-        lat = (f"{ALGORITHMIC_LATENCY_MS:.0f} ms (one {N_FFT}-sample window; causal, streams per {hop_ms:.0f} ms hop); "
+        ahead = round((base_ms - 1000.0 * N_FFT / SAMPLE_RATE) / hop_ms)
+        lat = (f"{base_ms:.0f} ms (one {N_FFT}-sample window" + (f" + {ahead} frame(s) of look-ahead" if ahead else "")
+               + f"; causal, streams per {hop_ms:.0f} ms hop); "
                f"K hops per onnxruntime run: +(K-1) x {hop_ms:.0f} ms"
                if role == "student" else "whole utterance (bidirectional; files: 30 s chunks); not streamable")
         erows.append([role, f"{e['params']:,}", f"{e['macs_per_s'] / 1e6:.1f}", f"{e['macs_per_s_model'] / 1e6:.1f}", lat])
@@ -321,7 +325,7 @@ def main(argv=None) -> int:
     print("\n".join(L))
 
     out = {"machine": info, "audio": audio, "duration_s": duration, "repeats": args.repeats, "notes": notes,
-           "algorithmic_latency_ms": ALGORITHMIC_LATENCY_MS, "hop_ms": hop_ms, "results": results,
+           "algorithmic_latency_ms": base_ms, "hop_ms": hop_ms, "results": results,
            "efficiency": eff, "teacher_over_student_rtf": ratios,
            "targets": [{"target": w, "met": bool(ok), "value": v} for w, ok, v in targets]}
     bc.publish(args, "speed", L, out)
