@@ -69,20 +69,20 @@ def test_mask_of_frame_t_sees_frames_up_to_t_plus_L_and_no_further(L):
 def test_step_and_steps_over_a_stream_equal_forward(args):
     model, spec = _student(**args), _spec()
     L, T = model.cfg.lookahead, spec.shape[2]
-    padded = torch.nn.functional.pad(spec, (0, 0, L, L))  # what a stream sees: zeros before, flush after
+    padded = torch.nn.functional.pad(spec, (0, 0, 0, L))  # what a stream's flush adds: L zero frames
     with torch.no_grad():
         ref = model(spec)
         state, masks = model.initial_state(2), []
-        for t in range(T + L):  # step t masks padded frame t with its L successors
+        for t in range(T):  # step t masks frame t with its L successors; the recurrence starts at frame 0
             m, state = model.step(padded[:, :, t : t + L + 1], state)
             masks.append(m)
-        torch.testing.assert_close(torch.stack(masks, 2)[:, :, L:], ref, atol=1e-5, rtol=0)
+        torch.testing.assert_close(torch.stack(masks, 2), ref, atol=1e-5, rtol=0)
         # steps: a chunk of T frames plus its L successors -> the T masks, any split
         state, out = model.initial_state(2), []
-        for a, b in ((0, 5), (5, 6), (6, T + L)):
+        for a, b in ((0, 5), (5, 6), (6, T)):
             m, state = model.steps(padded[:, :, a : b + L], state)
             out.append(m)
-        torch.testing.assert_close(torch.cat(out, 2)[:, :, L:], ref, atol=1e-5, rtol=0)
+        torch.testing.assert_close(torch.cat(out, 2), ref, atol=1e-5, rtol=0)
 
 
 def test_wrong_shapes_and_values_raise():
@@ -139,6 +139,19 @@ def test_delay_output_count_and_causality_of_the_stream(L):
     assert np.abs(y1[2000:] - y2[2000:]).max() > 1e-3
 
 
+def test_a_processor_needs_its_look_ahead_filled_first():
+    from mtakd.streaming import TorchStepProcessor
+
+    proc = TorchStepProcessor(_student(lookahead=2))
+    frames = _signal(3 * 320, seed=3).reshape(3, 320)
+    with pytest.raises(ValueError, match="starts with prefill"):
+        proc(frames[:1])
+    assert not proc.prefill(frames[:2]).any()
+    with pytest.raises(ValueError, match="first 2 frame"):
+        proc.prefill(frames[2:])
+    assert proc(frames[2:]).shape == (1, 320)
+
+
 # ----------------------------------------------------------------------------- ONNX
 @pytest.mark.parametrize("args,hops", [({}, 1), ({}, 3), ({"cell": "lstm"}, 1), ({"lookahead": 2}, 2),
                                        ({"phase_input": True}, 1)])
@@ -185,9 +198,14 @@ def test_grown_look_ahead_starts_as_its_source_and_learns_to_use_the_new_frame()
     big = grow_student(small, lookahead=1)
     assert big.cfg.lookahead == 1 and torch.count_nonzero(big.fc_ahead.weight) == 0
     spec = _spec()
-    with torch.no_grad():  # = the source run on the spectrum with one zero frame in front
-        ref = small(torch.nn.functional.pad(spec, (0, 0, 1, 0)))[:, :, 1:]
-        torch.testing.assert_close(big(spec), ref, atol=1e-6, rtol=0)
+    with torch.no_grad():  # the same masks, offline and streamed (the stream is one hop later)
+        torch.testing.assert_close(big(spec), small(spec), atol=1e-6, rtol=0)
+        x = _signal(5000, seed=5)
+        np.testing.assert_allclose(_stream(StreamingEnhancer(big), x, [160]), _stream(StreamingEnhancer(small), x, [160]),
+                                   atol=1e-5, rtol=0)
+        # growing more look-ahead, and more input features, keeps it so
+        bigger = grow_student(big, lookahead=2, input_size=12)
+        torch.testing.assert_close(bigger(spec), small(spec), atol=1e-6, rtol=0)
     big.train()
     big(spec).square().mean().backward()
     assert big.fc_ahead.weight.grad.abs().sum() > 0  # the new frame's weights get gradients

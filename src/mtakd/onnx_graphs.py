@@ -13,7 +13,8 @@ class StepGraph(nn.Module):
     """Per-hop pipeline, ``hops`` (K) consecutive frames per call:
     ``forward(frame (K, N_FFT), state (L,1,H)) -> (out (K, N_FFT), state)``; a model with
     look-ahead (``cfg.lookahead = A > 0``) also takes and returns the last ``A`` spectra
-    ``ahead (A, 2, F)`` (zeros at the start), and ``out`` holds the synthesis frames of the
+    ``ahead (A, 2, F)`` (a stream's first ``A`` spectra to begin with: the runtime's
+    ``prefill``), and ``out`` holds the synthesis frames of the
     frames ``A`` hops earlier (see ``streaming.TorchStepProcessor``).
 
     The reference every step export is verified against, and the graph traced for causal

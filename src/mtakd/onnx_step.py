@@ -111,7 +111,7 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
     but the last (the layer's ``Y (K, 1, 1, H)`` is the next layer's ``X (K, 1, H)``).
 
     ``lookahead=A > 0``: one more state, ``ahead (A, 2F)`` (the last ``A`` spectra as the
-    analysis MatMul gives them, zeros at the start) -> ``ahead_out``, after the recurrent
+    analysis MatMul gives them; the runtime's ``prefill`` writes a stream's first ``A`` there) -> ``ahead_out``, after the recurrent
     states; ``out`` holds the synthesis frames of the frames ``A`` hops before the newest
     (metadata ``mtakd_lookahead``; ``HopFramer`` shifts the output back). Seven more nodes for
     A = 1: a Concat of kept and new spectra, Slices for the kept and the masked rows, a Reshape

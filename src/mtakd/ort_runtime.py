@@ -35,7 +35,7 @@ import sys
 import numpy as np
 
 from .atomic import os_error_reason, write_bytes_atomic
-from .stft_np import N_FFT, SAMPLE_RATE, HopFramer, as_mono_float32
+from .stft_np import N_FFT, SAMPLE_RATE, HopFramer, analyze_frame, as_mono_float32
 
 __all__ = ["open_session", "model_kind", "OrtStepProcessor", "OrtStreamingEnhancer", "OrtOfflineEnhancer", "enhance_array", "main"]
 
@@ -101,6 +101,12 @@ class OrtStepProcessor:
         except ValueError:
             raise ValueError(f"step model metadata mtakd_lookahead={meta['mtakd_lookahead']!r} is not a frame count") from None
         shapes = [tuple(i.shape) for i in state_in]
+        # a look-ahead graph's kept spectra: the state input named "ahead", (L, 2F) or (L, 2, F)
+        self._ahead_at = next((j for j, i in enumerate(state_in) if i.name == "ahead"), None) if self.lookahead else None
+        if self.lookahead and (self._ahead_at is None or shapes[self._ahead_at][0] != self.lookahead):
+            raise ValueError(f"step model has {self.lookahead} frame(s) of look-ahead but no 'ahead' state of "
+                             f"{self.lookahead} rows; re-export it with 'mtakd export'")
+        self._filled = 0  # spectra of the stream's first frames in the look-ahead so far
         if [tuple(o.shape) for o in state_out] != shapes or not all(isinstance(d, int) for s in shapes for d in s):
             raise ValueError(f"step model states {shapes} -> {[o.shape for o in state_out]}: need the same fixed shapes")
         f32 = np.float32
@@ -127,6 +133,19 @@ class OrtStepProcessor:
         for a in self._states[0] + self._states[1]:
             a.fill(0.0)
         self._cur = 0
+        self._filled = 0
+
+    def prefill(self, frames: np.ndarray) -> np.ndarray:
+        """A stream's first frames (at most ``lookahead`` in all): their spectra go into the
+        graph's look-ahead state (the same DFT, in numpy), no graph run; zero frames out."""
+        j = frames.shape[0]
+        if self._filled + j > self.lookahead:
+            raise ValueError(f"prefill takes a stream's first {self.lookahead} frame(s) only")
+        ahead = self._states[self._cur][self._ahead_at]
+        spec = analyze_frame(np.asarray(frames, np.float32))  # (j, 2, F)
+        ahead[self._filled : self._filled + j] = spec.reshape((j,) + ahead.shape[1:])
+        self._filled += j
+        return np.zeros((j, N_FFT), np.float32)
 
     def _step(self) -> None:
         self.session.run_with_iobinding(self._bindings[self._cur])

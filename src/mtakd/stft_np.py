@@ -70,7 +70,11 @@ class FrameProcessor(Protocol):
     ``(k, N_FFT)`` float32, in order, keeping any recurrent state inside; ``reset()``.
     The result may be a buffer that the next call overwrites (``HopFramer`` consumes it at once).
     An optional ``hops`` attribute (default 1) says that ``k`` must be a multiple of it
-    (``ort_runtime.OrtStepProcessor`` on a multi-hop graph)."""
+    (``ort_runtime.OrtStepProcessor`` on a multi-hop graph). An optional ``lookahead``
+    attribute L (default 0) says that the processor masks a frame only once the L after it are
+    in: it then has ``prefill(frames (j, N_FFT)) -> zeros (j, N_FFT)``, which ``HopFramer``
+    calls for the first L frames of a stream (they only fill the look-ahead), and each later
+    call returns the synthesis frames of the frames L earlier."""
 
     def __call__(self, frames: np.ndarray) -> np.ndarray: ...
 
@@ -129,11 +133,12 @@ class HopFramer:
     samples, returned in bursts of K hops, and ``delay_samples`` grows by ``(K - 1) * HOP``.
     One-hop feeds take ``_feed_group_hop``: a copy into the buffer, and a run per K-th hop.
 
-    Look-ahead: a processor with ``lookahead = L > 0`` returns, for the frames it is given,
-    the synthesis frames of the frames ``L`` earlier (a model that masks frame ``t`` once
-    frame ``t + L`` is in; ``L`` zero frames before the first). So its first ``L`` output hops
-    are dropped, ``flush`` runs ``L`` more zero frames, and ``delay_samples`` grows by
-    ``L * HOP``; the output is the same samples.
+    Look-ahead: a processor with ``lookahead = L > 0`` masks frame ``t`` once frame ``t + L``
+    is in. The first ``L`` frames of a stream go to its ``prefill`` (they fill its look-ahead
+    and give zero frames; groups of K start after them); from then on it returns, for the
+    frames it is given, the synthesis frames of the frames ``L`` earlier. So the first ``L``
+    output hops are dropped, ``flush`` runs ``L`` more zero frames, and ``delay_samples``
+    grows by ``L * HOP``; the output is the same samples.
     """
 
     def __init__(self, processor: FrameProcessor, max_frames: int = 1024):
@@ -204,8 +209,9 @@ class HopFramer:
     def feed(self, samples) -> np.ndarray:
         """Push 1-D float samples (numpy or torch, any length); return the newly completed
         enhanced samples (float32, possibly empty)."""
-        if type(samples) is np.ndarray and samples.shape == (HOP,) and samples.dtype == np.float32 and self._fill % HOP == 0:
-            return self._fast(samples)  # hop-aligned buffer (K = 1: nothing pending)
+        if (type(samples) is np.ndarray and samples.shape == (HOP,) and samples.dtype == np.float32 and self._fill % HOP == 0
+                and self._frames >= self._ahead):
+            return self._fast(samples)  # hop-aligned buffer (K = 1: nothing pending), look-ahead filled
         x = as_mono_float32(samples)
         self._n_in += x.size
         outs = []
@@ -213,7 +219,12 @@ class HopFramer:
             part = x[start : start + self._max_new]
             self._buf[self._fill : self._fill + part.size] = part
             self._fill += part.size
-            k = (self._fill - HOP) // HOP // self._group * self._group  # complete groups of frames
+            complete = (self._fill - HOP) // HOP
+            if self._frames < self._ahead and complete:  # the stream's first L frames fill the look-ahead
+                j = min(self._ahead - self._frames, complete)
+                outs.append(self._run(j, prefill=True))
+                complete -= j
+            k = complete // self._group * self._group  # complete groups of frames
             if k:
                 outs.append(self._run(k))
         if not outs:
@@ -262,16 +273,29 @@ class HopFramer:
             self.reset()
             return np.zeros(0, dtype=np.float32)
         total_frames = -(-n // HOP) + 1 + self._ahead  # stft.STFT.num_frames, + the look-ahead's
-        k = -(-(total_frames - self._frames) // self._group) * self._group
-        end = HOP + k * HOP
-        self._buf[self._fill : end] = 0.0
-        self._fill = end
-        y = self._run(k)[: n - self._n_out]
+        need, outs = total_frames - self._frames, []
+        if self._frames < self._ahead:  # a stream shorter than its look-ahead: fill it first
+            j = min(self._ahead - self._frames, need)
+            self._pad_to(HOP + j * HOP)
+            outs.append(self._run(j, prefill=True))
+            need -= j
+        if need > 0:
+            k = -(-need // self._group) * self._group
+            self._pad_to(HOP + k * HOP)
+            outs.append(self._run(k))
+        y = (outs[0] if len(outs) == 1 else np.concatenate(outs))[: n - self._n_out]
         self.reset()
         return y
 
-    def _run(self, k: int) -> np.ndarray:
-        """Process the ``k`` complete frames in the buffer; return ``(k or k-1) * HOP`` samples."""
+    def _pad_to(self, end: int) -> None:
+        """Zero-pad the buffer up to ``end`` samples (the frames that ``flush`` runs)."""
+        if self._fill < end:
+            self._buf[self._fill : end] = 0.0
+            self._fill = end
+
+    def _run(self, k: int, prefill: bool = False) -> np.ndarray:
+        """Process the ``k`` complete frames in the buffer (``prefill``: hand them to the
+        processor's look-ahead); return the samples that are signal, at most ``k * HOP``."""
         buf = self._buf
         if k == 1:  # the real-time case; as_strided costs more than a whole small matmul
             frames = buf[None, :N_FFT]
@@ -279,7 +303,7 @@ class HopFramer:
             frames = self._group_frames
         else:  # frame i = buf[i*HOP : i*HOP + N_FFT]: an overlapping strided view, no copy
             frames = np.lib.stride_tricks.as_strided(buf, shape=(k, N_FFT), strides=(HOP * buf.itemsize, buf.itemsize))
-        synth = self._proc(frames)  # (k, N_FFT)
+        synth = self._proc.prefill(frames) if prefill else self._proc(frames)  # (k, N_FFT)
         out = np.empty((k, HOP), dtype=np.float32)
         np.add(self._tail, synth[0, :HOP], out=out[0])
         if k > 1:

@@ -63,9 +63,10 @@ class TorchStepProcessor:
     docs/benchmarks.md), else through a loop of ``step`` calls (batch 1).
 
     A model with look-ahead (``model.cfg.lookahead = L > 0``) masks a frame once the ``L``
-    after it are in: the processor keeps the last ``L`` spectra (zeros at the start, as the
-    offline model pads), hands the model each frame with its ``L`` successors, and returns the
-    synthesis frames of the frames ``L`` earlier (``HopFramer`` drops the first ``L``).
+    after it are in: ``prefill`` keeps the spectra of a stream's first ``L`` frames (no model
+    step: the recurrence starts at frame 0, as offline), and each call then hands the model
+    every frame with its ``L`` successors and returns the synthesis frames of the frames ``L``
+    earlier, keeping the last ``L`` spectra for the next call.
     """
 
     def __init__(self, model: nn.Module):
@@ -85,14 +86,24 @@ class TorchStepProcessor:
 
     def reset(self) -> None:
         self.state = self.model.initial_state(1).to(self.device)
-        L = self.lookahead
-        self.ahead = torch.zeros(L, 2, self.stft.n_freq, device=self.device) if L else None  # (L, 2, F)
+        self.ahead = torch.zeros(0, 2, self.stft.n_freq, device=self.device)  # kept spectra (<= L, 2, F)
+
+    @torch.inference_mode()
+    def prefill(self, frames: np.ndarray) -> np.ndarray:
+        """A stream's first frames (at most ``L`` in all): keep their spectra; zero frames out."""
+        if self.ahead.shape[0] + frames.shape[0] > self.lookahead:
+            raise ValueError(f"prefill takes a stream's first {self.lookahead} frame(s) only")
+        spec = self.stft.analyze_frame(torch.from_numpy(frames).to(self.device))  # (j, 2, F)
+        self.ahead = torch.cat((self.ahead, spec))
+        return np.zeros_like(frames, dtype=np.float32)
 
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         spec = self.stft.analyze_frame(torch.from_numpy(frames).to(self.device))  # (k, 2, F)
         step, state, L, k = self.model.step, self.state, self.lookahead, spec.shape[0]
         if L:  # the L kept spectra, then the k new: frame i is masked with frames i+1..i+L
+            if self.ahead.shape[0] != L:
+                raise ValueError(f"a look-ahead model's stream starts with prefill() of its first {L} frame(s)")
             spec = torch.cat((self.ahead, spec))  # (L + k, 2, F)
         if k == 1:  # the real-time case: one hop in, one frame out
             mask, state = step(spec.transpose(0, 1).unsqueeze(0) if L else spec, state)

@@ -18,10 +18,8 @@ If both sides of a new unit were zero it could never learn (both gradients would
 
 Look-ahead (``lookahead=L``, docs/lookahead.md) is grown the same way: ``fc_ahead`` reads
 the features of ``L`` more frames, with zero weights, so the mask of frame ``t`` is the small
-student's. The one difference: a look-ahead student's stream begins with ``L`` steps over
-zero frames (what it masks first is frame 0 once frame ``L`` has arrived), so its output equals
-the small student's run on the spectrum with ``L`` zero frames in front (tested). The new
-weights get gradients at once (their inputs, the next frames' features, are not zero).
+student's (tested, offline and streamed; the stream comes ``L`` hops later). The new weights
+get gradients at once (their inputs, the next frames' features, are not zero).
 
     grow_student(model, hidden=120)                           # -> a wider Student, same output
     grow_checkpoint("small.safetensors", "wide.safetensors", hidden=120)
