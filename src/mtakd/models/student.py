@@ -156,8 +156,8 @@ class Student(nn.Module):
 
     def _run(self, spec: torch.Tensor, state: torch.Tensor | None):
         """``spec (B,2,T+L,F)``, ``state`` (see the class) or None (zeros) -> mask ``(B,2,T,F)``
-        of the first ``T`` frames, hidden ``(B,T,H)``, new state (``(L,B,H)``, or ``(2L,B,H)``
-        for an LSTM)."""
+        of the first ``T`` frames (``L`` = look-ahead), hidden ``(B,T,H)``, new state
+        (``(layers,B,H)``, or ``(2 layers,B,H)`` for an LSTM)."""
         check_spec(spec, self.cfg.n_freq, "Student")
         if spec.shape[2] <= self.cfg.lookahead:
             raise ValueError(f"Student with {self.cfg.lookahead} frame(s) of look-ahead needs more than "
