@@ -75,3 +75,28 @@ def test_finetune_recipe_builds_the_shipped_student():
     shipped, meta = load_checkpoint(PRETRAINED / "student.safetensors")[:2]
     built = build_model(cfg.model.name, cfg.model.args)
     assert (cfg.model.name, model_args(built)) == (meta["model"]["name"], model_args(shipped))
+
+
+def test_shipped_look_ahead_student_loads_streams_and_fine_tunes():
+    """The opt-in student with one frame of look-ahead (docs/lookahead.md): within the budgets,
+    30 ms of stream latency, and the fine-tune recipe builds it with one override."""
+    from mtakd.config import TrainConfig, load_config
+    from mtakd.models import build_model, model_args
+    from mtakd.streaming import StreamingEnhancer
+
+    path = PRETRAINED / "student_lookahead.safetensors"
+    assert path.stat().st_size < 1_000_000
+    model, meta = load_checkpoint(path)[:2]
+    teacher = load_checkpoint(PRETRAINED / "teacher.safetensors")[0]
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert meta["model"]["name"] == "student" and model.cfg.lookahead == 1 and n(teacher) >= 20 * n(model)
+    assert StreamingEnhancer(model).delay_samples == 480
+    # shipped models by name, like the other verbs: enhance, load_model, the streamer
+    x = (0.1 * np.random.default_rng(1).standard_normal(8000)).astype(np.float32)
+    np.testing.assert_allclose(mtakd.enhance(x, model="pretrained:student_lookahead", sr=16000),
+                               mtakd.enhance(x, model=str(path), sr=16000), atol=0)
+    assert mtakd.load_model("pretrained:student_lookahead").cfg.lookahead == 1
+    assert StreamingEnhancer("pretrained:student_lookahead").delay_samples == 480
+    cfg = load_config(TrainConfig, Path(__file__).parents[1] / "configs" / "student_finetune.yaml",
+                      ["init=pretrained:student_lookahead", "model.args.lookahead=1"])
+    assert model_args(build_model(cfg.model.name, cfg.model.args)) == model_args(model)

@@ -180,8 +180,9 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[nn.Mod
 
 
 def load_model(path: str | Path) -> nn.Module:
-    """Load a registry model from an mtakd checkpoint, in eval mode on the CPU."""
-    return load_checkpoint(path)[0]
+    """Load a registry model from an mtakd checkpoint (or a shipped one: ``pretrained:NAME``),
+    in eval mode on the CPU."""
+    return load_checkpoint(resolve_checkpoint(str(path), key="model"))[0]
 
 
 # ----------------------------------------------------------------------------- train state

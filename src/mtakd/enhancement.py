@@ -193,6 +193,14 @@ def get_engine(model=None, backend: str = "torch", hops: int = 1) -> Engine:
             raise CheckpointError("no model is shipped with mtakd yet (mtakd/pretrained/student.safetensors is missing); "
                                   "pass a checkpoint with --model (Python: model=...)")
         model = DEFAULT_MODEL
+    if isinstance(model, str) and model.startswith("pretrained:"):  # a shipped model by name
+        from .checkpoint import resolve_checkpoint
+        from .config import ConfigError
+
+        try:
+            model = resolve_checkpoint(model, key="model")
+        except ConfigError as e:
+            raise CheckpointError(str(e)) from None
     path = Path(model)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such model file; check the path")
