@@ -13,6 +13,7 @@ import torch
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from helpers import noise, stream_chunks
 from mtakd.checkpoint import save_checkpoint  # noqa: E402
 from mtakd.cli import main  # noqa: E402
 from mtakd.export import ExportError, export_onnx, onnx_bytes  # noqa: E402
@@ -50,17 +51,7 @@ def graphs(student):
     return out
 
 
-def _signal(n, seed=0):
-    return (0.1 * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
-
-
-def _stream(s, x, sizes):
-    outs, i, j = [], 0, 0
-    while i < x.size:
-        k = int(sizes[j % len(sizes)])
-        outs.append(s.feed(x[i : i + k]))
-        i, j = i + k, j + 1
-    return np.concatenate(outs + [s.flush()])
+_signal, _stream = noise, stream_chunks  # tests/helpers.py
 
 
 def _offline(model, x):

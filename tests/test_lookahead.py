@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import noise, stream_chunks
 from mtakd import stft
 from mtakd.checkpoint import load_checkpoint, save_checkpoint
 from mtakd.cli import main
@@ -31,16 +32,7 @@ def _student(seed=0, **args):
     return m
 
 
-def _signal(n, seed=0):
-    return (0.1 * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
-
-
-def _stream(s, x, sizes):
-    outs, i, j = [], 0, 0
-    while i < x.size:
-        outs.append(s.feed(x[i : i + sizes[j % len(sizes)]]))
-        i, j = i + sizes[j % len(sizes)], j + 1
-    return np.concatenate(outs + [s.flush()])
+_signal, _stream = noise, stream_chunks  # tests/helpers.py
 
 
 def _spec(seconds=0.5, seed=1, batch=2):

@@ -10,6 +10,7 @@ import torch
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from helpers import noise, stream_chunks
 from mtakd.export import export_onnx, onnx_bytes, quantize_bytes  # noqa: E402
 from mtakd.models import Student, build_model  # noqa: E402
 from mtakd.onnx_step import DFT_PREFIX  # noqa: E402
@@ -17,16 +18,7 @@ from mtakd.ort_runtime import OrtStepProcessor, OrtStreamingEnhancer, model_kind
 from mtakd.streaming import StreamingEnhancer  # noqa: E402
 
 
-def _signal(n, seed=0):
-    return (0.1 * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
-
-
-def _stream(s, x, sizes):
-    outs, i, j = [], 0, 0
-    while i < x.size:
-        outs.append(s.feed(x[i : i + sizes[j % len(sizes)]]))
-        i, j = i + sizes[j % len(sizes)], j + 1
-    return np.concatenate(outs + [s.flush()])
+_signal, _stream = noise, stream_chunks  # tests/helpers.py
 
 
 def _student(seed=0, **args):
