@@ -23,7 +23,7 @@ the frames up to ``t + L``. Why: the teacher sees the whole utterance, the stude
 past, and one frame (10 ms, within the 40 ms budget of docs/method.md) tells it whether a
 sound goes on or stops. The input of recurrent step ``t`` is the features of frames ``t ..
 t+L`` side by side: ``fc_in`` reads frame ``t``'s, ``fc_ahead`` (no bias) those of the ``L``
-frames after it, added before the activation (one matmul with the two weights side by side).
+frames after it, added before the activation (the ONNX step graph runs them as one Gemm).
 A student grown with ``mtakd grow --lookahead L`` (``fc_ahead`` zero) starts as the student it
 came from, exactly; the look-ahead weights are a parameter of their own so that training can
 give them a learning rate of their own (``optim.lr_scale``; docs/lookahead.md). Offline, the
@@ -141,13 +141,15 @@ class Student(nn.Module):
 
     def _input(self, feat: torch.Tensor) -> torch.Tensor:
         """Features ``(B, T+L, D)`` -> input units ``(B, T, I)`` (before the activation): step
-        ``t`` reads frames ``t .. t+L`` side by side, oldest first, through ``[fc_in fc_ahead]``."""
+        ``t`` reads frame ``t`` through ``fc_in`` and frames ``t+1 .. t+L`` (side by side, oldest
+        first) through ``fc_ahead``. Two matmuls on views rather than one on a copied window
+        and copied weights: this runs once per hop when streaming."""
         L = self.cfg.lookahead
         if L == 0:
             return self.fc_in(feat)
         T = feat.shape[1] - L
-        window = torch.cat([feat[:, j : j + T] for j in range(L + 1)], dim=-1)  # (B, T, (L+1) D)
-        return F_.linear(window, torch.cat((self.fc_in.weight, self.fc_ahead.weight), dim=1), self.fc_in.bias)
+        ahead = feat[:, 1:] if L == 1 else torch.cat([feat[:, j : j + T] for j in range(1, L + 1)], dim=-1)
+        return self.fc_in(feat[:, :T]) + self.fc_ahead(ahead)
 
     def _head(self, h: torch.Tensor) -> torch.Tensor:
         # h (..., H) -> mask (..., 2, F)
