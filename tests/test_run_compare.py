@@ -1,0 +1,46 @@
+"""benchmarks/run_compare.py: paired training-log differences and look-ahead weight sizes."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import run_compare  # noqa: E402
+
+from mtakd.checkpoint import save_checkpoint  # noqa: E402
+from mtakd.models import build_model  # noqa: E402
+
+
+def _run(path: Path, sisdr: list[float]) -> Path:
+    path.mkdir()
+    rows = ["step,sup,kd,sisdr,kd_sisdr"] + [f"{20 * (i + 1)},0.03,0.004,{v},{2 * v}" for i, v in enumerate(sisdr)]
+    (path / "steps.csv").write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_block_means_of_paired_differences_and_rows_at_steps(tmp_path):
+    base = _run(tmp_path / "ctl", [-14.0, -14.0, -13.0, -13.0])
+    other = _run(tmp_path / "la", [-13.0, -13.5, -13.5, -13.5])
+    lines = run_compare.compare(base, [other], at=[20], block=40)
+    assert lines[0].startswith("step 20: ctl ") and "la sup 0.03" in lines[0]
+    assert "steps 0-39 (1 rows): la - ctl: sup +0.0000 kd +0.0000 sisdr +1.0000 kd_sisdr +2.0000" == lines[1]
+    assert "(2 rows)" in lines[2] and "sisdr +0.0000" in lines[2]  # steps 40 (+0.5) and 60 (-0.5)
+    assert "(1 rows)" in lines[3] and "sisdr -0.5000" in lines[3]  # step 80
+    with pytest.raises(SystemExit, match="no steps.csv"):
+        run_compare.compare(base, [tmp_path / "nope"], at=[], block=40)
+
+
+def test_weight_sizes_split_fc_in_and_the_look_ahead(tmp_path):
+    torch.manual_seed(0)
+    plain = build_model("student", {"hidden": 8, "input_size": 6})
+    ahead = build_model("student", {"hidden": 8, "input_size": 6, "lookahead": 1})
+    with torch.no_grad():
+        ahead.fc_ahead.weight.fill_(0.5)  # norm 0.5 * sqrt(6 * 161)
+    save_checkpoint(tmp_path / "p.safetensors", plain)
+    save_checkpoint(tmp_path / "a.safetensors", ahead)
+    assert "look-ahead" not in run_compare.weight_sizes(tmp_path / "p.safetensors")
+    assert f"look-ahead norm {0.5 * (6 * 161) ** 0.5:.3f} max 0.500" in run_compare.weight_sizes(tmp_path / "a.safetensors")
