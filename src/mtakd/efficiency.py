@@ -188,7 +188,9 @@ def algorithmic_latency_ms(model: nn.Module) -> float:
     (``cfg.lookahead``); ``nan`` for a model that sees the whole utterance (the teacher)."""
     if not callable(getattr(model, "step", None)):
         return float("nan")
-    ahead = int(getattr(getattr(model, "cfg", None), "lookahead", 0) or 0)
+    from .models import model_lookahead
+
+    ahead = model_lookahead(model)
     return _stft.ALGORITHMIC_LATENCY_MS + ahead * 1000.0 * _stft.HOP / _stft.SAMPLE_RATE
 
 

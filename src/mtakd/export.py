@@ -90,7 +90,7 @@ def _test_signal(n: int, seed: int = 0) -> np.ndarray:
 
 
 def _metadata(model: nn.Module, kind: str, hops: int) -> dict[str, str]:
-    from .models import model_args, model_name
+    from .models import model_args, model_lookahead, model_name
 
     try:
         name, args = model_name(model), model_args(model)
@@ -103,7 +103,7 @@ def _metadata(model: nn.Module, kind: str, hops: int) -> dict[str, str]:
     if kind == "step":  # frames per run; the runtime also reads it from the input shape
         meta["mtakd_hops"] = str(hops)
         # frames of look-ahead: the runtime's framing delays the output by as many hops
-        meta["mtakd_lookahead"] = str(int(getattr(getattr(model, "cfg", None), "lookahead", 0) or 0))
+        meta["mtakd_lookahead"] = str(model_lookahead(model))
     return meta
 
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F_
 
+from .models import model_lookahead
 from .stft import HOP, N_FFT, STFT, apply_mask
 
 
@@ -24,7 +25,7 @@ class StepGraph(nn.Module):
     def __init__(self, model: nn.Module, hops: int = 1):
         super().__init__()
         self.model, self.stft, self.hops = model, STFT(), int(hops)
-        self.lookahead = int(getattr(getattr(model, "cfg", None), "lookahead", 0) or 0)
+        self.lookahead = model_lookahead(model)
 
     def initial_states(self) -> tuple[torch.Tensor, ...]:
         """The zero states ``forward`` starts from: ``(state,)`` or ``(state, ahead)``."""

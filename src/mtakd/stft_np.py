@@ -152,7 +152,7 @@ class HopFramer:
         if self._ahead < 0:
             raise ValueError(f"processor.lookahead must be >= 0, got {self._ahead}")
         # output hops that are not signal: hop -1 (frame 0's first half, in the left padding)
-        # and, with look-ahead, the L hops of the zero frames before the first
+        # and, with look-ahead, the L hops of the prefill frames (zeros: nothing masked yet)
         self._lead = 1 + self._ahead
         self._max_new = max_frames * HOP
         # holds HOP samples of history + < K*HOP pending + one slice of new input, or at flush
@@ -243,7 +243,7 @@ class HopFramer:
         buf[:HOP] = x  # this hop is the next frame's first half
         self._n_in += HOP
         self._frames += 1
-        if self._frames <= self._lead:  # hop -1 (in the left padding) or a look-ahead zero frame's
+        if self._frames <= self._lead:  # hop -1 (in the left padding) or a prefill frame's
             self._tail[:] = synth[0, HOP:]
             return np.zeros(0, dtype=np.float32)
         y = np.add(self._tail, synth[0, :HOP])
@@ -315,7 +315,7 @@ class HopFramer:
         buf[:rest] = buf[used : self._fill]
         self._fill = rest
         # hop -1 (frame 0's first half) lies in the left padding, and with look-ahead the next L
-        # hops are those of the zero frames before the first: none of them is signal
+        # hops are those of the prefill frames (zeros): none of them is signal
         drop = min(k, max(0, self._lead - self._frames))
         self._frames += k
         return (out[drop:] if drop else out).reshape(-1)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .models import model_lookahead
 from .stft import STFT, apply_mask
 from .stft_np import HopFramer
 
@@ -78,9 +79,8 @@ class TorchStepProcessor:
             self.device = torch.device("cpu")
         self.stft = STFT().to(self.device)
         self._steps = getattr(model, "steps", None)  # several frames in one call, if the model can
-        cfg = getattr(model, "cfg", None)
         #: frames of look-ahead (``HopFramer`` reads it: the output comes ``L`` frames later)
-        self.lookahead = int(getattr(cfg, "lookahead", 0) or 0)
+        self.lookahead = model_lookahead(model)
         self.state = self.ahead = None
         self.reset()
 

@@ -30,6 +30,12 @@ def model_args(model: nn.Module) -> dict[str, Any]:
     return asdict(model.cfg)
 
 
+def model_lookahead(model: nn.Module) -> int:
+    """Frames of look-ahead of a model (``cfg.lookahead``; 0 for a model without one): what the
+    stream, the step graph and the latency figures must account for."""
+    return int(getattr(getattr(model, "cfg", None), "lookahead", 0) or 0)
+
+
 def model_name(model: nn.Module) -> str:
     for name, (cls, _) in MODELS.items():
         if type(model) is cls:
@@ -37,4 +43,4 @@ def model_name(model: nn.Module) -> str:
     raise ValueError(f"{type(model).__name__} is not a registered mtakd model")
 
 
-__all__ = ["MODELS", "Student", "StudentConfig", "Teacher", "TeacherConfig", "build_model", "model_args", "model_name"]
+__all__ = ["MODELS", "Student", "StudentConfig", "Teacher", "TeacherConfig", "build_model", "model_args", "model_lookahead", "model_name"]
