@@ -33,6 +33,18 @@ from results import _machine, find_runs, score_all  # noqa: E402
 METRICS = ["pesq", "stoi", "estoi", "si_sdr_i", "csig", "cbak", "covl"]
 
 
+def averaged(path: Path) -> str | None:
+    """For a weight average (``mtakd average``): what it averages, from its training record."""
+    from mtakd.checkpoint import read_checkpoint
+
+    parts = (read_checkpoint(path)[1].get("train") or {}).get("averaged_from")
+    if not parts:
+        return None
+    equal = len({round(p["weight"], 9) for p in parts}) == 1
+    items = ", ".join(f"`{p['path']}`" + ("" if equal else f" ({p['weight']:.3g})") for p in parts)
+    return f"{'uniform' if equal else 'weighted'} weight average (`mtakd average`) of {len(parts)} checkpoints: {items}"
+
+
 def recipe(run: Path) -> str:
     """One line: how the run was trained, from its saved config and logs."""
     import yaml
@@ -41,7 +53,7 @@ def recipe(run: Path) -> str:
 
     cfg_path = run / "config.yaml"
     if not cfg_path.is_file():
-        return "(no config.yaml: a copied checkpoint)"
+        return averaged(run / "best.safetensors") or "(no config.yaml: a copied checkpoint)"
     cfg = yaml.safe_load(cfg_path.read_text())
     rows = list(csv.DictReader(open(run / "epochs.csv"))) if (run / "epochs.csv").is_file() else []
     steps = rows[-1]["step"] if rows else "?"

@@ -25,7 +25,7 @@ def test_help_starts_without_torch():
 def test_every_verb_is_registered():
     sub = next(a for a in cli.build_parser()._actions if a.dest == "verb")
     assert set(sub.choices) == {"train-teacher", "distill", "build-devset", "info", "enhance", "evaluate", "stream",
-                                "export", "grow", "demo", "make-manifest", "enhance-sharded"}
+                                "export", "grow", "average", "demo", "make-manifest", "enhance-sharded"}
 
 
 def test_an_unexpected_os_error_is_one_line_and_exit_1(tmp_path, capsys):

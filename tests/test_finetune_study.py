@@ -72,3 +72,21 @@ def test_groups_give_mean_and_std_over_seeds(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as e:  # an empty group is a usage error
         finetune_study.main()
     assert e.value.code == 2
+
+
+def test_a_weight_average_says_what_it_averages(tmp_path):
+    from mtakd.averaging import average_checkpoints
+
+    runs = tmp_path / "runs"
+    _run(runs, "a", 0, [])
+    _run(runs, "b", 1, [])
+    (runs / "soup").mkdir()
+    paths = [runs / "a" / "best.safetensors", runs / "b" / "best.safetensors"]
+    average_checkpoints(paths, runs / "soup" / "best.safetensors")
+    assert finetune_study.recipe(runs / "soup") == (
+        f"uniform weight average (`mtakd average`) of 2 checkpoints: `{paths[0]}`, `{paths[1]}`")
+    average_checkpoints(paths, runs / "soup" / "best.safetensors", weights=[3, 1], overwrite=True)
+    assert finetune_study.recipe(runs / "soup").endswith(f"`{paths[0]}` (0.75), `{paths[1]}` (0.25)")
+    (runs / "copy").mkdir()
+    (runs / "copy" / "best.safetensors").write_bytes(paths[0].read_bytes())  # a plain copy: no record, as before
+    assert finetune_study.recipe(runs / "copy") == "(no config.yaml: a copied checkpoint)"

@@ -14,10 +14,10 @@ import argparse
 import sys
 import warnings
 
-from . import demo, enhance_cli, evaluate, export, grow_cli, manifests, shard, stream_cli
+from . import averaging, demo, enhance_cli, evaluate, export, grow_cli, manifests, shard, stream_cli
 
 #: verbs that live in their own modules (each has ``register_cli(subparsers)``)
-_VERB_MODULES = (enhance_cli, evaluate, stream_cli, export, grow_cli, demo, manifests, shard)
+_VERB_MODULES = (enhance_cli, evaluate, stream_cli, export, grow_cli, averaging, demo, manifests, shard)
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
