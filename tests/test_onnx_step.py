@@ -97,6 +97,28 @@ def test_int8_copy_keeps_the_dft_float():
     assert [n.op_type for n in q.graph.node].count("DynamicQuantizeLSTM") == 2
 
 
+def test_int8_weights_have_one_scale_per_output_unit_and_track_float_closer():
+    """Per-channel int8 (the default): each output unit of fc_in and fc_out gets its own scale.
+    With output rows whose ranges differ tenfold (as the trained head's bins do), one scale per
+    matrix rounds the small rows to a few levels; per channel the int8 stream is closer to float."""
+    from mtakd.ort_runtime import enhance_array
+
+    model = _student()
+    with torch.no_grad():  # rows of very different range, like a trained output layer's bins
+        model.fc_out.weight.mul_(torch.logspace(-1, 0.5, model.fc_out.weight.shape[0]).unsqueeze(1))
+    data = onnx_bytes(model, kind="step", verify=False)[0]
+    per_ch, per_t = quantize_bytes(data), quantize_bytes(data, per_channel=False)
+    scales = {i.name: tuple(i.dims) for i in onnx.load_from_string(per_ch).graph.initializer if i.name.endswith("_scale")}
+    assert sorted(v for k, v in scales.items() if "fc_" in k) == [(10,), (322,)], scales  # fc_in (I), fc_out (2F)
+    x = noise(8000, seed=3)
+    ref = enhance_array(data, x)
+
+    def snr(q):
+        return 10 * np.log10(np.sum(ref**2) / np.sum((enhance_array(q, x) - ref) ** 2))
+
+    assert snr(per_ch) > snr(per_t) + 3
+
+
 def test_processor_reset_state_and_kind_without_metadata():
     data = onnx_bytes(_student(), kind="step", verify=False)[0]
     proto = onnx.load_from_string(data)
