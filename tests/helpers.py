@@ -26,3 +26,16 @@ def stream_chunks(streamer, x: np.ndarray, sizes) -> np.ndarray:
         outs.append(streamer.feed(x[i : i + k]))
         i, j = i + k, j + 1
     return np.concatenate(outs + [streamer.flush()])
+
+
+def warm_started_trainer(init, run_dir, model_args: str, *extra: str):
+    """A tiny synthetic-data student run warm-started from checkpoint ``init`` (not yet fitted);
+    ``model_args`` is the YAML of ``model.args``, e.g. ``{input_size: 8, hidden: 8, layers: 1}``."""
+    from mtakd.config import TrainConfig, load_config
+    from mtakd.train import Trainer
+
+    cfg = load_config(TrainConfig, None, [
+        "data.source=synthetic", "data.segment_s=1.0", "data.items_per_epoch=16", "optim.batch_size=8",
+        "optim.epochs=1", "valid.synthetic_items=2", "threads=1", "device=cpu", f"run_dir={run_dir}",
+        "model.name=student", f"model.args={model_args}", f"init={init}", *extra])
+    return Trainer(cfg, progress=False)

@@ -2,13 +2,12 @@
 import pytest
 import torch
 
+from helpers import warm_started_trainer
 from mtakd.averaging import average_checkpoints, average_state
 from mtakd.checkpoint import load_checkpoint, load_model, save_checkpoint
 from mtakd.cli import main
-from mtakd.config import TrainConfig, load_config
 from mtakd.models import build_model
 from mtakd.stft import STFT
-from mtakd.train import Trainer
 
 
 def _student(seed, **args):
@@ -103,9 +102,5 @@ def test_an_average_warm_starts_a_fine_tune(tmp_path):
     a, b = _student(1, layers=1), _student(2, layers=1)
     out = tmp_path / "soup.safetensors"
     avg = average_checkpoints([_save(tmp_path, "a", a), _save(tmp_path, "b", b)], out)
-    cfg = load_config(TrainConfig, None, [
-        "data.source=synthetic", "data.segment_s=1.0", "data.items_per_epoch=16", "optim.batch_size=8",
-        "optim.epochs=1", "valid.synthetic_items=2", "threads=1", "device=cpu", f"run_dir={tmp_path / 'ft'}",
-        "model.name=student", "model.args={input_size: 8, hidden: 8, layers: 1}", f"init={out}"])
-    tr = Trainer(cfg, progress=False)
+    tr = warm_started_trainer(out, tmp_path / "ft", "{input_size: 8, hidden: 8, layers: 1}")
     assert all(torch.equal(v, tr.model.state_dict()[k]) for k, v in avg.state_dict().items())

@@ -3,13 +3,12 @@ units can learn, sizes only grow, and the file it writes fine-tunes like any che
 import pytest
 import torch
 
+from helpers import warm_started_trainer
 from mtakd.checkpoint import load_checkpoint, save_checkpoint
 from mtakd.cli import main
-from mtakd.config import TrainConfig, load_config
 from mtakd.models import build_model
 from mtakd.models.grow import grow_checkpoint, grow_student
 from mtakd.stft import STFT
-from mtakd.train import Trainer
 
 
 def _student(seed=0, **args):
@@ -104,9 +103,5 @@ def test_grown_checkpoint_round_trip_cli_and_fine_tuning(tmp_path, capsys):
     with pytest.raises(FileExistsError):
         grow_checkpoint(src, out, hidden=16)
     # the grown file warm-starts a run of the wider model
-    cfg = load_config(TrainConfig, None, [
-        "data.source=synthetic", "data.segment_s=1.0", "data.items_per_epoch=16", "optim.batch_size=8",
-        "optim.epochs=1", "valid.synthetic_items=2", "threads=1", "device=cpu", f"run_dir={tmp_path / 'ft'}",
-        "model.name=student", "model.args={input_size: 8, hidden: 12, layers: 1}", f"init={out}"])
-    tr = Trainer(cfg, progress=False)
+    tr = warm_started_trainer(out, tmp_path / "ft", "{input_size: 8, hidden: 12, layers: 1}")
     assert all(torch.equal(v, tr.model.state_dict()[k]) for k, v in big.state_dict().items())

@@ -9,16 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import noise, stream_chunks
+from helpers import noise, stream_chunks, warm_started_trainer
 from mtakd import stft
 from mtakd.checkpoint import load_checkpoint, save_checkpoint
 from mtakd.cli import main
-from mtakd.config import ConfigError, TrainConfig, load_config
+from mtakd.config import ConfigError
 from mtakd.inference import enhance_waveform
 from mtakd.models import Student, StudentConfig, build_model
 from mtakd.models.grow import grow_student
 from mtakd.streaming import StreamingEnhancer
-from mtakd.train import Trainer
 
 HOP = stft.HOP
 
@@ -216,12 +215,8 @@ def test_grow_cli_writes_a_look_ahead_checkpoint_that_fine_tunes(tmp_path, capsy
     big, meta, _ = load_checkpoint(out)
     assert isinstance(big, Student) and meta["model"]["args"]["lookahead"] == 1
     assert meta["config"]["model"]["args"]["lookahead"] == 1
-    cfg = load_config(TrainConfig, None, [
-        "data.source=synthetic", "data.segment_s=1.0", "data.items_per_epoch=16", "optim.batch_size=8",
-        "optim.epochs=1", "valid.synthetic_items=2", "threads=1", "device=cpu", f"run_dir={tmp_path / 'ft'}",
-        "model.name=student", "model.args={input_size: 10, hidden: 12, lookahead: 1}", f"init={out}",
-        "optim.lr=1e-3", "optim.lr_scale.fc_ahead=10"])
-    tr = Trainer(cfg, progress=False)
+    tr = warm_started_trainer(out, tmp_path / "ft", "{input_size: 10, hidden: 12, lookahead: 1}",
+                              "optim.lr=1e-3", "optim.lr_scale.fc_ahead=10")
     assert all(torch.equal(v, tr.model.state_dict()[k]) for k, v in big.state_dict().items())
     # the look-ahead weights, and only they, learn at 10x the rate (after warm-up: the initial lr)
     (group,) = [g for g in tr.opt.param_groups if any(p is tr.model.fc_ahead.weight for p in g["params"])]
