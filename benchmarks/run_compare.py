@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-TERMS = ("sup", "kd", "sisdr", "kd_sisdr")
+#: the steps.csv columns compared, those that every compared run logs (no KD: no kd, no w_*;
+#: kd_sisdr only with loss.kd_sisdr): the loss terms, then the learned task weights
+TERMS = ("sup", "kd", "sisdr", "kd_sisdr", "w_sup", "w_kd")
 
 
 def _steps(run: Path) -> dict[int, dict]:
@@ -32,22 +34,27 @@ def _steps(run: Path) -> dict[int, dict]:
 
 
 def compare(base: Path, runs: list[Path], at: list[int], block: int) -> list[str]:
-    logs = {r.name: _steps(r) for r in [base, *runs]}
+    paths = [base, *runs]
+    names = [r.name for r in paths]
+    if len(set(names)) < len(names):  # the same run name in two studies: label by the path
+        names = [str(r) for r in paths]
+    logs = {n: _steps(r) for n, r in zip(names, paths)}
+    terms = [t for t in TERMS if all(all(t in row for row in d.values()) for d in logs.values())]
     lines = []
     for s in at:
-        cells = [f"{n} " + " ".join(f"{t} {float(d[s][t]):.4g}" for t in TERMS) for n, d in logs.items() if s in d]
+        cells = [f"{n} " + " ".join(f"{t} {float(d[s][t]):.4g}" for t in terms) for n, d in logs.items() if s in d]
         lines.append(f"step {s}: " + " | ".join(cells))
     common = sorted(set.intersection(*(set(d) for d in logs.values())))
-    b = logs[base.name]
+    b = logs[names[0]]
     for lo in range(0, (common[-1] + 1) if common else 0, block):
         ss = [s for s in common if lo <= s < lo + block]
         if not ss:
             continue
         cells = []
-        for r in runs:
-            d = logs[r.name]
-            diffs = [np.mean([float(d[s][t]) - float(b[s][t]) for s in ss]) for t in TERMS]
-            cells.append(f"{r.name} - {base.name}: " + " ".join(f"{t} {v:+.4f}" for t, v in zip(TERMS, diffs)))
+        for n in names[1:]:
+            d = logs[n]
+            diffs = [np.mean([float(d[s][t]) - float(b[s][t]) for s in ss]) for t in terms]
+            cells.append(f"{n} - {names[0]}: " + " ".join(f"{t} {v:+.4f}" for t, v in zip(terms, diffs)))
         lines.append(f"steps {lo}-{lo + block - 1} ({len(ss)} rows): " + " | ".join(cells))
     return lines
 

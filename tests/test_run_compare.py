@@ -34,6 +34,29 @@ def test_block_means_of_paired_differences_and_rows_at_steps(tmp_path):
         run_compare.compare(base, [tmp_path / "nope"], at=[], block=40)
 
 
+def test_only_the_columns_every_run_logs_are_compared(tmp_path):
+    """A run without loss.kd_sisdr has no kd_sisdr column; the learned weights are compared too."""
+    base = tmp_path / "d"
+    base.mkdir()
+    (base / "steps.csv").write_text("step,sup,kd,sisdr,w_sup,w_kd\n20,0.03,0.004,-9.0,13.0,40.0\n")
+    other = _run(tmp_path / "h", [-10.0])
+    lines = run_compare.compare(base, [other], at=[20], block=40)
+    assert lines[0] == "step 20: d sup 0.03 kd 0.004 sisdr -9 | h sup 0.03 kd 0.004 sisdr -10"
+    assert lines[1] == "steps 0-39 (1 rows): h - d: sup +0.0000 kd +0.0000 sisdr -1.0000"
+    other2 = tmp_path / "d2"
+    other2.mkdir()
+    (other2 / "steps.csv").write_text("step,sup,kd,sisdr,w_sup,w_kd\n20,0.03,0.005,-9.0,13.0,30.0\n")
+    assert run_compare.compare(base, [other2], at=[], block=40) == [
+        "steps 0-39 (1 rows): d2 - d: sup +0.0000 kd +0.0010 sisdr +0.0000 w_sup +0.0000 w_kd -10.0000"]
+    # runs of the same name in two studies are labelled by their paths
+    (tmp_path / "v2").mkdir()
+    same = tmp_path / "v2" / "d"
+    same.mkdir()
+    (same / "steps.csv").write_text((other2 / "steps.csv").read_text())
+    assert run_compare.compare(base, [same], at=[], block=40) == [
+        f"steps 0-39 (1 rows): {same} - {base}: sup +0.0000 kd +0.0010 sisdr +0.0000 w_sup +0.0000 w_kd -10.0000"]
+
+
 def test_weight_sizes_split_fc_in_and_the_look_ahead(tmp_path):
     torch.manual_seed(0)
     plain = build_model("student", {"hidden": 8, "input_size": 6})
