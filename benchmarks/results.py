@@ -239,6 +239,8 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
     role_d = rt.find_role(groups, "d")
     if args.method and role_d and role_d != d:  # the issue's own test: (d) against (a), (b), (c)
         blocks.append((role_d, "(d)", [v for r in ("a", "b", "c") if (v := rt.find_role(groups, r))]))
+    for a, b in args.pair:  # extra comparisons the study asks for, e.g. one variant at two settings
+        blocks.append((a, rt.method_label(a), [b]))
     for method, mlabel, vs in blocks:
         lines, raw = rt.paired_section(per_set, method, mlabel, vs, MIN_PAIRED_FILES)
         out += lines
@@ -254,6 +256,14 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
                         for v, t in dev.items()},
             "seeds": {v: s for v, s in seeds.items()}, "efficiency": eff, "paired": paired_raw, "targets": targets}
     return out, data
+
+
+def _pair(text: str) -> tuple[str, str]:
+    """``"A:B"`` -> ``("A", "B")``: two different, non-empty variant names."""
+    a, sep, b = text.partition(":")
+    if not (sep and a and b) or a == b:
+        raise argparse.ArgumentTypeError(f"expected two different variants as A:B, got '{text}'")
+    return a, b
 
 
 def find_runs(ap: argparse.ArgumentParser, folder: str) -> tuple[Path, dict[str, Path]]:
@@ -279,6 +289,9 @@ def main() -> int:
                     "(default: the d_ variant), e.g. an improved one such as h_mtakd_tf_sisdr")
     ap.add_argument("--vs", action="append", default=[], metavar="VARIANT",
                     help="also compare the method per file with this variant (repeatable; a, b, c, d always)")
+    ap.add_argument("--pair", action="append", default=[], type=_pair, metavar="A:B",
+                    help="also compare variant A with variant B per file (repeatable), e.g. one variant "
+                         "trained two ways")
     ap.add_argument("--rescore", action="store_true", help="score every run again, ignoring cached per-file CSVs")
     ap.add_argument("--commands", default="docs/results_commands.md", help="markdown with the commands that made the runs")
     ap.add_argument("--notes", default="docs/results_notes.md", help="markdown appended after the tables (interpretation)")
@@ -289,7 +302,7 @@ def main() -> int:
     t0 = time.time()
     root, runs = find_runs(ap, args.runs)
     groups = rt.group_runs(runs)
-    for v in ([args.method] if args.method else []) + args.vs:  # before minutes of scoring
+    for v in ([args.method] if args.method else []) + args.vs + [v for p in args.pair for v in p]:  # before scoring
         if v not in groups:
             ap.error(f"no variant '{v}' under {args.runs} (have: {', '.join(groups)})")
     sets = {"dev": args.devset}

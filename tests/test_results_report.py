@@ -173,3 +173,27 @@ def test_paired_section_compares_the_method_with_each_variant_and_skips_tiny_set
     assert raw[0]["mean_diff"] == pytest.approx(0.3) and raw[0]["wins"] == 30 and raw[0]["p"] < 1e-4
     assert rt.paired_section(per_set, "d_mtakd_tf", "(d)", [], min_files=6) == ([], [])
     assert rt.paired_section(per_set, "d_mtakd_tf", "(d)", ["a_none"], min_files=100) == ([], [])
+
+
+def test_report_adds_a_block_for_each_pair_and_the_pair_parser_refuses_bad_text(tmp_path):
+    import argparse
+
+    import results
+
+    assert results._pair("d_x_05:d_x") == ("d_x_05", "d_x")
+    for bad in ("d_x", "d_x:", ":d_x", "d_x:d_x"):
+        with pytest.raises(argparse.ArgumentTypeError, match="A:B"):
+            results._pair(bad)
+    base = np.linspace(1.5, 2.5, 20)
+    dev = {"noisy": _table(base, np.zeros(20)), "b_fixed_s0": _table(base + 0.1, np.full(20, 2.0)),
+           "d_mtakd_tf_s0": _table(base + 0.2, np.full(20, 3.0)),
+           "floor01_d_mtakd_tf_s0": _table(base + 0.15, np.full(20, 2.5))}
+    groups = rt.group_runs([n for n in dev if n != "noisy"])
+    args = argparse.Namespace(method=None, vs=[], pair=[("d_mtakd_tf", "floor01_d_mtakd_tf")], no_figures=True,
+                              notes=str(tmp_path / "none.md"), paired="")
+    lines, data = results.build_report(args, groups, {}, {"dev": dev}, {})
+    heads = [ln for ln in lines if ln.startswith("## Paired")]
+    assert heads == ["## Paired per-file comparison: (d) = d_mtakd_tf vs b_fixed",
+                     "## Paired per-file comparison: (d) = d_mtakd_tf vs floor01_d_mtakd_tf"]
+    pair_rows = [r for r in data["paired"] if r["vs"] == "floor01_d_mtakd_tf"]
+    assert [round(r["mean_diff"], 6) for r in pair_rows] == [0.05, 0.5]
