@@ -104,3 +104,14 @@ def test_an_average_warm_starts_a_fine_tune(tmp_path):
     avg = average_checkpoints([_save(tmp_path, "a", a), _save(tmp_path, "b", b)], out)
     tr = warm_started_trainer(out, tmp_path / "ft", "{input_size: 8, hidden: 8, layers: 1}")
     assert all(torch.equal(v, tr.model.state_dict()[k]) for k, v in avg.state_dict().items())
+
+
+def test_info_lists_each_ingredient_on_its_own_line(tmp_path, capsys):
+    a, b = (_save(tmp_path, n, _student(s), step=10 * s, epoch=s) for n, s in (("a", 1), ("b", 2)))
+    out = tmp_path / "soup.safetensors"
+    average_checkpoints([a, b], out, weights=[3, 1])
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "averaged from 2 checkpoints (weight, file, step, epoch):" in text
+    assert f"  0.75  {a}  step=10  epoch=1\n" in text and f"  0.25  {b}  step=20  epoch=2\n" in text
+    assert "[{" not in text  # not the raw record

@@ -104,9 +104,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     latency = algorithmic_latency_ms(model)
     print(f"algorithmic latency: {latency:.0f} ms" if latency == latency else "algorithmic latency: none (offline: "
           "sees the whole utterance)")
-    train = meta.get("train", {})
+    train = dict(meta.get("train") or {})
+    sources = train.pop("averaged_from", None)  # `mtakd average`: one line per ingredient
     if train:
         print("training: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in train.items()))
+    if isinstance(sources, list):
+        print(f"averaged from {len(sources)} checkpoints (weight, file, step, epoch):")
+        for src in sources:
+            print(f"  {src.get('weight', float('nan')):.4g}  {src.get('path')}  step={src.get('step')}  "
+                  f"epoch={src.get('epoch')}")
     if "loss.uncertainty.log_vars" in aux:
         from .losses import UncertaintyWeighting
 
