@@ -22,7 +22,12 @@ import numpy as np
 
 #: the steps.csv columns compared, those that every compared run logs (no KD: no kd, no w_*;
 #: kd_sisdr only with loss.kd_sisdr): the loss terms, then the learned task weights
-TERMS = ("sup", "kd", "sisdr", "kd_sisdr", "w_sup", "w_kd")
+TERMS = ("sup", "kd", "sisdr", "kd_sisdr", "w_sup", "w_kd", "wL_sup", "wL_kd")
+#: derived columns: each task's weighted loss w_i * L_i. Uncertainty weighting's optimum is
+#: w_i = 1 / (2 L_i), so both settle near 0.5 whatever a task's size: the learned weights scale
+#: each task by its own loss (the total is 0.5 log L_sup + 0.5 log L_kd), they do not rank tasks.
+#: With loss.kd_teacher_error the KD task's loss is kd + teacher_err, so wL_kd settles below 0.5
+DERIVED = {"wL_sup": ("w_sup", "sup"), "wL_kd": ("w_kd", "kd")}
 
 
 def _steps(run: Path) -> dict[int, dict]:
@@ -30,7 +35,12 @@ def _steps(run: Path) -> dict[int, dict]:
     if not path.is_file():
         sys.exit(f"error: {path}: no steps.csv (is {run} a run folder?)")
     with open(path, newline="") as f:
-        return {int(r["step"]): r for r in csv.DictReader(f)}
+        rows = {int(r["step"]): r for r in csv.DictReader(f)}
+    for r in rows.values():
+        for name, (w, loss) in DERIVED.items():
+            if r.get(w) and r.get(loss):
+                r[name] = str(float(r[w]) * float(r[loss]))
+    return rows
 
 
 def compare(base: Path, runs: list[Path], at: list[int], block: int) -> list[str]:

@@ -46,15 +46,18 @@ def test_only_the_columns_every_run_logs_are_compared(tmp_path):
     other2 = tmp_path / "d2"
     other2.mkdir()
     (other2 / "steps.csv").write_text("step,sup,kd,sisdr,w_sup,w_kd\n20,0.03,0.005,-9.0,13.0,30.0\n")
+    # and each task's weighted loss w * L (40 * 0.004 = 0.16 against 30 * 0.005 = 0.15)
     assert run_compare.compare(base, [other2], at=[], block=40) == [
-        "steps 0-39 (1 rows): d2 - d: sup +0.0000 kd +0.0010 sisdr +0.0000 w_sup +0.0000 w_kd -10.0000"]
+        "steps 0-39 (1 rows): d2 - d: sup +0.0000 kd +0.0010 sisdr +0.0000 w_sup +0.0000 w_kd -10.0000 "
+        "wL_sup +0.0000 wL_kd -0.0100"]
     # runs of the same name in two studies are labelled by their paths
     (tmp_path / "v2").mkdir()
     same = tmp_path / "v2" / "d"
     same.mkdir()
     (same / "steps.csv").write_text((other2 / "steps.csv").read_text())
     assert run_compare.compare(base, [same], at=[], block=40) == [
-        f"steps 0-39 (1 rows): {same} - {base}: sup +0.0000 kd +0.0010 sisdr +0.0000 w_sup +0.0000 w_kd -10.0000"]
+        f"steps 0-39 (1 rows): {same} - {base}: sup +0.0000 kd +0.0010 sisdr +0.0000 w_sup +0.0000 w_kd -10.0000 "
+        "wL_sup +0.0000 wL_kd -0.0100"]
 
 
 def test_weight_sizes_split_fc_in_and_the_look_ahead(tmp_path):
