@@ -15,7 +15,7 @@ is measured once per model architecture, in this process, after all scoring has 
 
 Tables and tests (``results_tables.py``): mean ± std over seeds (std of the per-seed means),
 per-SNR breakdown, a per-file paired comparison of (d) (or ``--method``) with (a), (b), (c), (d)
-and each ``--vs`` variant (each file's score averaged over seeds; Wilcoxon signed-rank and a bootstrap CI of the mean difference), and the
+and each ``--vs`` variant, and of each ``--pair A:B`` (each file's score averaged over seeds; Wilcoxon signed-rank and a bootstrap CI of the mean difference), and the
 issue's targets as PASS / FAIL lines. Figures (``results_figures.py``) go to ``--figures``
 (default: ``figures/`` next to ``--out``) and are linked relatively from the report.
 """
