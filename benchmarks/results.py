@@ -8,8 +8,9 @@ are grouped into variants over seeds (``d_mtakd_tf_s0``, ``d_mtakd_tf_s1``, ...)
 without ``_s<seed>`` (``teacher``, ``student_mtakd``) is a single-run variant. Every run is
 scored on the dev set and the VoiceBank-DEMAND pairs (``mtakd.evaluate.evaluate``), its
 per-file scores cached as ``<run>/dev.csv`` / ``<run>/vbd.csv``: a cache newer than the run's
-``best.safetensors`` and holding exactly the set's file names is re-used (``--rescore``
-forces scoring); the noisy input's scores are cached under ``<runs>/_scores/``. ``--jobs N``
+``best.safetensors``, holding exactly the set's file names and scored on the same audio (a
+sha256 of the set's files in the sidecar ``dev.csv.set``) is re-used (``--rescore`` forces
+scoring); the noisy input's scores are cached under ``<runs>/_scores/``. ``--jobs N``
 scores in N processes of one torch thread each. Efficiency (parameters, MACs/s, RTF, latency)
 is measured once per model architecture, in this process, after all scoring has finished.
 
@@ -54,11 +55,34 @@ def _machine() -> str:
 
 
 # ----------------------------------------------------------------------------- scoring
-def _fresh(csv_path: Path, ckpt: Path | None, names: list[str]) -> bool:
-    """The cache holds exactly ``names`` and is newer than the checkpoint."""
+def set_fingerprint(folder: str | Path, names: list[str]) -> str:
+    """sha256 of a paired set's audio (``noisy/`` and ``clean/`` of each name, in order): two
+    sets whose files share names (every dev set that ``mtakd build-devset`` writes does) still
+    get different fingerprints, so a cached score table is never taken for another set's."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in names:
+        for sub in ("noisy", "clean"):
+            h.update(f"{sub}/{name}\0".encode())
+            h.update((Path(folder) / sub / name).read_bytes())
+    return h.hexdigest()
+
+
+def _source(csv_path: Path) -> Path:
+    """The sidecar that names the set a cached table was scored on."""
+    return csv_path.with_name(csv_path.name + ".set")
+
+
+def _fresh(csv_path: Path, ckpt: Path | None, names: list[str], fingerprint: str) -> bool:
+    """The cache holds exactly ``names``, was scored on the set with this ``fingerprint`` (a
+    table without its sidecar is from before fingerprints: scored again), and is newer than
+    the checkpoint."""
     if not csv_path.is_file() or (ckpt is not None and csv_path.stat().st_mtime < ckpt.stat().st_mtime):
         return False
     try:
+        if _source(csv_path).read_text().strip() != fingerprint:
+            return False
         return set(rt.read_scores(csv_path)) == set(names)
     except (OSError, KeyError, ValueError):
         return False
@@ -81,21 +105,26 @@ def score_all(runs: dict[str, Path], sets: dict[str, str], cache_root: Path, res
     """``{set: {run name or "noisy": table}}``, scoring whatever is not cached."""
     from mtakd.data import PairedDataset
 
-    todo, paths = [], {}
+    todo, paths, sources = [], {}, {}
     for key, folder in sets.items():
         names = PairedDataset(folder).names
+        fingerprint = set_fingerprint(folder, names)
         entries = [("noisy", None, cache_root / f"noisy_{key}.csv")]
         entries += [(n, run / "best.safetensors", run / f"{key}.csv") for n, run in runs.items()]
         for name, ckpt, csv_path in entries:
             paths[(key, name)] = csv_path
-            if rescore or not _fresh(csv_path, ckpt, names):
+            if rescore or not _fresh(csv_path, ckpt, names, fingerprint):
+                _source(csv_path).unlink(missing_ok=True)  # a table half rewritten is never taken as fresh
                 todo.append(((key, name), (None if ckpt is None else str(ckpt), folder, str(csv_path))))
+                sources[csv_path] = fingerprint
     cached = len(paths) - len(todo)
     print(f"{len(paths)} (run, set) score tables: {cached} cached, {len(todo)} to score with {jobs} job(s)", file=sys.stderr)
     cache_root.mkdir(parents=True, exist_ok=True)
 
     def done(tag, res):
         n, failed, secs = res
+        csv_path = paths[tag]
+        _source(csv_path).write_text(sources[csv_path] + "\n")  # after the table: never a sidecar without one
         print(f"scored {tag[1]} on {tag[0]}: {n} files in {secs:.0f} s" + (f", {len(failed)} failed" if failed else ""),
               file=sys.stderr)
         for _, msg in failed:

@@ -90,3 +90,35 @@ def test_a_weight_average_says_what_it_averages(tmp_path):
     (runs / "copy").mkdir()
     (runs / "copy" / "best.safetensors").write_bytes(paths[0].read_bytes())  # a plain copy: no record, as before
     assert finetune_study.recipe(runs / "copy") == "(no config.yaml: a copied checkpoint)"
+
+
+def test_a_cached_table_is_reused_only_for_the_same_audio(tmp_path, capsys):
+    """Dev sets built with different seeds share their file names; a table scored on one must
+    not be taken for the other's (the cache used to compare names only)."""
+    from results import score_all, set_fingerprint
+
+    devs = {}
+    for seed in (1, 2):
+        devs[seed] = tmp_path / f"dev{seed}"
+        build_devset(DataConfig(source="synthetic"), devs[seed], snrs=(0, 10), per_snr=1, segment_s=1.0, seed=seed)
+    names = sorted(p.name for p in (devs[1] / "noisy").iterdir())
+    assert names == sorted(p.name for p in (devs[2] / "noisy").iterdir())
+    assert set_fingerprint(devs[1], names) != set_fingerprint(devs[2], names)
+    runs = tmp_path / "runs"
+    _run(runs, "s", 0, [])
+    run_dirs = {"s": runs / "s"}
+
+    def score(seed):
+        tables = score_all(run_dirs, {"dev": str(devs[seed])}, runs / "_scores", False, 1)["dev"]
+        return tables, capsys.readouterr().err
+
+    first, log = score(1)
+    assert "0 cached, 2 to score" in log
+    again, log = score(1)
+    assert "2 cached, 0 to score" in log and again == first
+    other, log = score(2)
+    assert "0 cached, 2 to score" in log and other["noisy"] != first["noisy"]
+    assert (runs / "s" / "dev.csv.set").read_text().strip() == set_fingerprint(devs[2], names)
+    (runs / "s" / "dev.csv.set").unlink()  # a table from before fingerprints is scored again
+    _, log = score(2)
+    assert "1 cached, 1 to score" in log
