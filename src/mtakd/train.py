@@ -18,6 +18,7 @@ is replicated per rank, and only rank 0 validates, logs and writes checkpoints.
 from __future__ import annotations
 
 import copy
+import gc
 import math
 import time
 import warnings
@@ -404,4 +405,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     try:
         return Trainer(cfg, resume=resume, progress=progress).fit()
     finally:
+        # a DDP replica holds its own reference to the process group, and destroying the group
+        # only drops c10d's: collect a trainer left in a reference cycle first, so no gloo
+        # thread outlives the group into interpreter shutdown (where it can abort the process)
+        gc.collect()
         dist.cleanup()
