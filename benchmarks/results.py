@@ -105,10 +105,10 @@ def score_all(runs: dict[str, Path], sets: dict[str, str], cache_root: Path, res
     """``{set: {run name or "noisy": table}}``, scoring whatever is not cached."""
     from mtakd.data import PairedDataset
 
-    todo, paths, sources = [], {}, {}
+    todo, paths, fingerprints = [], {}, {}
     for key, folder in sets.items():
         names = PairedDataset(folder).names
-        fingerprint = set_fingerprint(folder, names)
+        fingerprint = fingerprints[key] = set_fingerprint(folder, names)
         entries = [("noisy", None, cache_root / f"noisy_{key}.csv")]
         entries += [(n, run / "best.safetensors", run / f"{key}.csv") for n, run in runs.items()]
         for name, ckpt, csv_path in entries:
@@ -116,15 +116,13 @@ def score_all(runs: dict[str, Path], sets: dict[str, str], cache_root: Path, res
             if rescore or not _fresh(csv_path, ckpt, names, fingerprint):
                 _source(csv_path).unlink(missing_ok=True)  # a table half rewritten is never taken as fresh
                 todo.append(((key, name), (None if ckpt is None else str(ckpt), folder, str(csv_path))))
-                sources[csv_path] = fingerprint
     cached = len(paths) - len(todo)
     print(f"{len(paths)} (run, set) score tables: {cached} cached, {len(todo)} to score with {jobs} job(s)", file=sys.stderr)
     cache_root.mkdir(parents=True, exist_ok=True)
 
     def done(tag, res):
         n, failed, secs = res
-        csv_path = paths[tag]
-        _source(csv_path).write_text(sources[csv_path] + "\n")  # after the table: never a sidecar without one
+        _source(paths[tag]).write_text(fingerprints[tag[0]] + "\n")  # after the table: never a sidecar without one
         print(f"scored {tag[1]} on {tag[0]}: {n} files in {secs:.0f} s" + (f", {len(failed)} failed" if failed else ""),
               file=sys.stderr)
         for _, msg in failed:
