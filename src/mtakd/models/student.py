@@ -13,6 +13,15 @@ spectrum (real, imag) of each bin, ``3F`` features instead of ``F`` (about +21 k
 and +2 M MAC/s at the default size): the mask is complex, and its phase part cannot be
 learned from magnitudes alone.
 
+With ``mask="real"`` the head gives one gain per bin, ``bound * sigmoid(raw)``, instead of a
+complex mask (half the output layer). Why: this student reads magnitudes only, so the complex
+mask's phase cannot be estimated, and measured on every trained student it adds nothing
+(complex mask minus its magnitude alone: -0.04 to +0.01 dB SI-SDR); but it can fail. In one
+no-KD seed the mask of the bins around 250 Hz saturated early at ``|M| = 1`` rotated by ~80
+degrees, where the magnitude loss has no gradient and the phase recovers only slowly; that
+phase cost the run 4 dB SI-SDR (docs/mask_phase.md). A sigmoid gain has no rotated state to
+stick in.
+
 Causal by construction (the recurrent layers run forward in time, every other layer is per
 frame), so it streams frame by frame with ``step(frame, state)``; ``forward`` over a whole
 utterance and ``step`` over its frames are the same computation (tested). The default size
@@ -48,6 +57,7 @@ from .common import bounded_mask, check_spec, compressed_complex, compressed_mag
 
 
 CELLS = ("gru", "lstm")
+MASKS = ("complex", "real")
 
 
 @dataclass
@@ -67,12 +77,17 @@ class StudentConfig:
     lstm_forget_bias: float | None = 1.0
     #: frames of look-ahead L: the mask of frame t sees frames up to t + L (+L x 10 ms latency)
     lookahead: int = 0
+    #: "complex": a bounded complex ratio mask (2F outputs); "real": a real mask in (0, bound),
+    #: ``bound * sigmoid(raw)`` (F outputs, half the head). Why "real" exists: see the module docstring
+    mask: str = "complex"
 
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ConfigError(f"student cell (model.args.cell) must be one of {', '.join(CELLS)}, got {self.cell!r}")
         if isinstance(self.lookahead, bool) or not isinstance(self.lookahead, int) or not 0 <= self.lookahead <= 8:
             raise ConfigError(f"student lookahead (model.args.lookahead) must be an integer frame count 0..8, got {self.lookahead!r}")
+        if self.mask not in MASKS:
+            raise ConfigError(f"student mask (model.args.mask) must be one of {', '.join(MASKS)}, got {self.mask!r}")
 
 
 class Student(nn.Module):
@@ -102,7 +117,7 @@ class Student(nn.Module):
                 for l in range(cfg.layers):  # gate blocks (i, f, g, o): f is rows H..2H, split over both biases
                     getattr(self.lstm, f"bias_ih_l{l}")[H : 2 * H] = cfg.lstm_forget_bias / 2
                     getattr(self.lstm, f"bias_hh_l{l}")[H : 2 * H] = cfg.lstm_forget_bias / 2
-        self.fc_out = nn.Linear(cfg.hidden, 2 * cfg.n_freq)
+        self.fc_out = nn.Linear(cfg.hidden, (2 if cfg.mask == "complex" else 1) * cfg.n_freq)
         self.hidden_size = cfg.hidden
 
     @property
@@ -153,6 +168,9 @@ class Student(nn.Module):
 
     def _head(self, h: torch.Tensor) -> torch.Tensor:
         # h (..., H) -> mask (..., 2, F)
+        if self.cfg.mask == "real":  # (..., F) gain; the imaginary part is 0, so the rest is unchanged
+            gain = self.cfg.mask_bound * torch.sigmoid(self.fc_out(h))
+            return torch.stack((gain, torch.zeros_like(gain)), dim=-2)
         raw = self.fc_out(h).unflatten(-1, (2, self.cfg.n_freq))
         return bounded_mask(raw, self.cfg.mask_bound, ch=-2)
 
