@@ -31,10 +31,11 @@ def test_forward_shapes_and_mask_bound(name):
         m(spec[:, :1])
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("cell,mask", [("gru", "complex"), ("lstm", "complex"), ("gru", "real"), ("lstm", "real")])
 @pytest.mark.parametrize("phase_input", [False, True])
-def test_student_step_equals_forward(phase_input, cell):
-    m = build_model("student", {"hidden": 12, "input_size": 10, "layers": 2, "phase_input": phase_input, "cell": cell}).eval()
+def test_student_step_equals_forward(phase_input, cell, mask):
+    m = build_model("student", {"hidden": 12, "input_size": 10, "layers": 2, "phase_input": phase_input, "cell": cell,
+                                "mask": mask}).eval()
     spec = STFT()(torch.randn(2, 4000))
     full = m(spec)
     state = m.initial_state(2)
@@ -71,12 +72,13 @@ def test_student_steps_equal_step_and_carry_the_state(phase_input, cell):
         m.steps(spec[:, :, 0], state)
 
 
-@pytest.mark.parametrize("cell,lookahead", [("gru", 0), ("lstm", 0), ("gru", 1), ("lstm", 2)])
+@pytest.mark.parametrize("cell,lookahead,mask", [("gru", 0, "complex"), ("lstm", 0, "complex"), ("gru", 1, "complex"),
+                                                ("lstm", 2, "complex"), ("gru", 0, "real"), ("gru", 1, "real")])
 @pytest.mark.parametrize("phase_input", [False, True])
-def test_student_is_causal_end_to_end(phase_input, cell, lookahead):
+def test_student_is_causal_end_to_end(phase_input, cell, lookahead, mask):
     """Changing the input after sample k never changes the output before k - latency."""
     m = build_model("student", {"hidden": 12, "input_size": 10, "phase_input": phase_input, "cell": cell,
-                                "lookahead": lookahead}).eval()
+                                "lookahead": lookahead, "mask": mask}).eval()
     enh = MaskEnhancer(m)
     x = torch.randn(1, 8000)
     k = 5000
@@ -150,3 +152,22 @@ def test_lstm_student_packs_h_then_c_and_names_its_weights():
     assert not torch.allclose((plain.lstm.bias_ih_l1 + plain.lstm.bias_hh_l1)[12:24], torch.ones(12))
     with pytest.raises(RuntimeError, match="lstm"):  # a GRU's weights do not load into an LSTM student
         m.load_state_dict(build_model("student", {"hidden": 12, "input_size": 10, "layers": 3}).state_dict())
+
+
+def test_real_mask_is_one_gain_per_bin_in_0_bound():
+    """``mask="real"``: F outputs (half the complex head), imaginary part exactly 0, gain in
+    (0, bound); the same spectrum scaled keeps its phase; a bad name is a config error."""
+    torch.manual_seed(0)
+    cplx = build_model("student", {"hidden": 12, "input_size": 10})
+    real = build_model("student", {"hidden": 12, "input_size": 10, "mask": "real", "mask_bound": 0.8})
+    assert real.fc_out.out_features == cplx.fc_out.out_features // 2 == real.cfg.n_freq
+    assert _params(cplx) - _params(real) == (12 + 1) * real.cfg.n_freq
+    spec = STFT()(torch.randn(2, 3200))
+    with torch.no_grad():
+        real.fc_out.bias.normal_(0, 30)  # push some gains into saturation at both ends
+        m = real(spec)
+    assert m.shape == spec.shape and torch.equal(m[:, 1], torch.zeros_like(m[:, 1]))
+    assert (m[:, 0] >= 0).all() and (m[:, 0] <= 0.8).all()
+    assert (m[:, 0] < 1e-6).any() and (m[:, 0] > 0.8 - 1e-6).any()
+    with pytest.raises(ConfigError, match="model.args.mask"):
+        build_model("student", {"mask": "polar"})

@@ -95,7 +95,7 @@ class _Graph:
 
 def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size: int, hidden: int,
                        layers: int, mask_bound: float, opset: int = 17, hops: int = 1, cell: str = "gru",
-                       lookahead: int = 0):
+                       lookahead: int = 0, mask: str = "complex"):
     """The step graph of a ``Student`` as an ``onnx.ModelProto``, ``hops`` (K) frames per run.
 
     ``cell="lstm"``: the ``lstm.*`` parameters (4 gate blocks) run as onnxruntime's ``LSTM``
@@ -116,8 +116,12 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
     (metadata ``mtakd_lookahead``; ``HopFramer`` shifts the output back). Seven more nodes for
     A = 1: a Concat of kept and new spectra, Slices for the kept and the masked rows, a Reshape
     for the features of all rows, a Slice per window frame and a Concat of the windows.
+
+    ``mask="real"`` (``fc_out.weight (F, H)``): the gain ``sigmoid(raw)`` multiplies the spectrum
+    directly, ``mask_bound`` folded into the synthesis matrix (the synthesis is linear); no
+    mask-magnitude nodes and no mix matmul.
     """
-    from onnx import TensorProto, checker, helper
+    from onnx import helper
 
     from .models.common import FEATURE_EPS, FEATURE_POWER, MASK_EPS  # (imports torch)
 
@@ -183,9 +187,19 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
         else:
             x = y
 
-    # ---- bounded complex mask: raw (K or 2, ...), mask = raw * tanh|raw| / |raw|
     h = g.node("Reshape", [x, g.shape("shape_head_in", K, H)])
     raw = g.node("Gemm", [h, g.const("fc_out_w", p["fc_out.weight"]), g.const("fc_out_b", p["fc_out.bias"])], transB=1)
+    if mask == "real":  # ---- one gain per bin: spec * sigmoid(raw), bound folded into the synthesis
+        gain = g.node("Sigmoid", [raw], "gain")  # (K, F)
+        if K > 1:
+            gain = g.node("Reshape", [gain, g.shape("shape_gain", K, 1, 1, F)])
+        masked = g.node("Reshape", [g.node("Mul", [spec, gain], "masked_spec"), g.shape("shape_masked", K, 2 * F)])
+        g.node("MatMul", [masked, g.const("dft_inv", mask_bound * inv)], out="out", name="dft_synthesis")
+        return _finish(g, K, H, A, layers, cell, opset)
+    if mask != "complex":
+        raise ValueError(f"the step graph is built for a complex or real mask, got {mask!r}")
+
+    # ---- bounded complex mask: raw (K or 2, ...), mask = raw * tanh|raw| / |raw|
     raw = g.node("Reshape", [raw, g.shape("shape_raw", *sh["raw"])], "raw")
     mag = g.node("Sqrt", [g.node("Add", [g.node("ReduceSumSquare", [raw], axes=sh["raw_axes"], keepdims=1),
                                          g.const("mask_eps", MASK_EPS)])], "mask_mag")
@@ -198,7 +212,14 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
     masked = g.node("MatMul", [g.const("dft_mask_mix", mix), prod], name="dft_mask_mix")  # (2, F) or (K, 2, F)
     masked = g.node("Reshape", [masked, g.shape("shape_masked", K, 2 * F)])
     g.node("MatMul", [masked, g.const("dft_inv", inv)], out="out", name="dft_synthesis")  # (K, N_FFT)
+    return _finish(g, K, H, A, layers, cell, opset)
 
+
+def _finish(g: "_Graph", K: int, H: int, A: int, layers: int, cell: str, opset: int):
+    """The graph's inputs and outputs (frame, states, look-ahead rows) -> checked ``ModelProto``."""
+    from onnx import TensorProto, checker, helper
+
+    F = N_FREQ
     f32 = TensorProto.FLOAT
     inputs = [helper.make_tensor_value_info("frame", f32, [K, N_FFT])]
     n_states = layers * (2 if cell == "lstm" else 1)
@@ -236,5 +257,5 @@ def student_step_bytes(model, opset: int = 17, hops: int = 1) -> bytes:
     cfg = model.cfg
     params = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
     proto = student_step_model(params, cfg.n_freq, cfg.input_size, cfg.hidden, cfg.layers, cfg.mask_bound, opset, hops,
-                               cfg.cell, cfg.lookahead)
+                               cfg.cell, cfg.lookahead, cfg.mask)
     return proto.SerializeToString()
