@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(c).eval()
         if type(model).__name__ != "Student":
             ap.error(f"{c}: a {type(model).__name__}, not a student; this diagnostic reads a student's mask")
-        name = str(c.parent.name if c.name in ("best.safetensors", "last.safetensors") else c.stem)
+        name = str(c.parent if c.name == "best.safetensors" else c.with_suffix(""))  # run folders share run names
         reports.append(inspect(name, model, items, stft))
     text = (f"{len(items)} files of {a.devset}; phase gain = SI-SDR with the complex mask minus with its "
             f"magnitude alone\n\n" + table(reports, 16000 / (2 * (stft.n_freq - 1))))

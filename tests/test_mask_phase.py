@@ -73,8 +73,9 @@ def test_cli_writes_a_row_per_checkpoint_and_rejects_what_it_cannot_read(tmp_pat
     save_checkpoint(b, _constant_mask_student(band=[7]))
     out = tmp_path / "phase.md"
     assert mask_phase.main([str(a), str(b), "--devset", str(dev), "--out", str(out)]) == 0
-    rows = [line for line in out.read_text().splitlines() if line.startswith("| a |") or line.startswith("| b |")]
-    assert len(rows) == 2 and "7 (350 Hz)" in rows[1]
+    rows = [line for line in out.read_text().splitlines() if line.startswith(f"| {tmp_path}")]
+    assert len(rows) == 2 and rows[0].startswith(f"| {a.parent} |") and rows[1].startswith(f"| {tmp_path / 'b'} |")
+    assert "7 (350 Hz)" in rows[1]
     with pytest.raises(SystemExit):
         mask_phase.main([str(tmp_path / "missing.safetensors"), "--devset", str(dev)])
     assert "not found" in capsys.readouterr().err
