@@ -129,6 +129,8 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
         raise ValueError(f"the step graph is built for the STFT's {N_FREQ} bins, the model has {n_freq}")
     if not (isinstance(hops, int) and hops >= 1):
         raise ValueError(f"hops must be an integer >= 1, got {hops!r}")
+    if mask not in ("complex", "real"):
+        raise ValueError(f"the step graph is built for a complex or real mask, got {mask!r}")
     p = {k: np.asarray(v, dtype=np.float32) for k, v in params.items()}
     F, H, K, A = n_freq, hidden, hops, int(lookahead)
     sh = _tensor_shapes(K, F)
@@ -196,8 +198,6 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
         masked = g.node("Reshape", [g.node("Mul", [spec, gain], "masked_spec"), g.shape("shape_masked", K, 2 * F)])
         g.node("MatMul", [masked, g.const("dft_inv", mask_bound * inv)], out="out", name="dft_synthesis")
         return _finish(g, K, H, A, layers, cell, opset)
-    if mask != "complex":
-        raise ValueError(f"the step graph is built for a complex or real mask, got {mask!r}")
 
     # ---- bounded complex mask: raw (K or 2, ...), mask = raw * tanh|raw| / |raw|
     raw = g.node("Reshape", [raw, g.shape("shape_raw", *sh["raw"])], "raw")
