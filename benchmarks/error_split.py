@@ -52,11 +52,14 @@ def split(model: torch.nn.Module, stft: STFT, clean: np.ndarray, noisy: np.ndarr
     return sd, nr
 
 
-def run(devset: Path, models: dict[str, Path], max_files: int | None = None) -> dict[str, dict[float, list[tuple[float, float]]]]:
+def run(devset: Path, models: dict[str, Path], max_files: int | None = None) -> dict[str, dict[float | None, list[tuple[float, float]]]]:
     """``{model name: {input snr: [(SD, NR) per file]}}``; the input SNR per file is the
-    manifest's (``mtakd build-devset`` writes it)."""
-    with open(devset / "manifest.csv", newline="") as f:
-        snr = {r["name"]: float(r["snr"]) for r in csv.DictReader(f)}
+    manifest's (``mtakd build-devset`` writes it). A set without a manifest (recorded pairs
+    such as VoiceBank-DEMAND's) is one group, keyed None, shown as "all"."""
+    snr: dict[str, float | None] = defaultdict(lambda: None)
+    if (devset / "manifest.csv").is_file():
+        with open(devset / "manifest.csv", newline="") as f:
+            snr.update({r["name"]: float(r["snr"]) for r in csv.DictReader(f)})
     pairs = PairedDataset(devset, max_files)  # evenly spaced files, read once for all models
     items = [pairs[i] for i in range(len(pairs))]
     stft = STFT()
@@ -71,7 +74,14 @@ def run(devset: Path, models: dict[str, Path], max_files: int | None = None) -> 
 
 
 def table(res: dict[str, dict[float, list[tuple[float, float]]]]) -> str:
-    snrs = sorted(next(iter(res.values())))
+    snrs = sorted(k for k in next(iter(res.values())) if k is not None)
+    if not snrs:  # no manifest: one group, the "all" column alone
+        lines = ["Speech distortion SD dB (lower is better) / noise reduction NR dB (higher is better), "
+                 "mean over files (no manifest: input SNRs unknown):", "", "| model | all |", "|---|---|"]
+        for name, per in res.items():
+            v = np.array(per[None])
+            lines.append(f"| {name} | {v[:, 0].mean():.1f} / {v[:, 1].mean():.1f} |")
+        return "\n".join(lines) + "\n"
     head = "| model | " + " | ".join(f"{s:+g} dB" for s in snrs) + " | all |"
     lines = ["Speech distortion SD dB (lower is better) / noise reduction NR dB (higher is better), "
              "mean over files per input SNR:", "", head, "|---" * (len(snrs) + 2) + "|"]
@@ -86,7 +96,8 @@ def table(res: dict[str, dict[float, list[tuple[float, float]]]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--devset", type=Path, required=True, help="folder with manifest.csv, clean/, noisy/")
+    ap.add_argument("--devset", type=Path, required=True, help="folder with clean/ and noisy/ (and manifest.csv for the "
+                    "per-SNR columns, as mtakd build-devset writes it)")
     ap.add_argument("--model", action="append", required=True, metavar="NAME=CKPT", help="a checkpoint to score (repeat)")
     ap.add_argument("--max-files", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None, help="also write the table to this markdown file")
@@ -100,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(path).is_file():
             ap.error(f"--model {name}: checkpoint {path} not found")
         models[name] = Path(path)
-    if not (a.devset / "manifest.csv").is_file():
-        ap.error(f"{a.devset}: no manifest.csv (the input SNR of each file); build one with 'mtakd build-devset'")
+    if not (a.devset / "clean").is_dir() or not (a.devset / "noisy").is_dir():
+        ap.error(f"{a.devset}: no clean/ and noisy/ folders of paired files")
     text = table(run(a.devset, models, a.max_files))
     print(text)
     if a.out:

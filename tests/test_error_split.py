@@ -83,7 +83,10 @@ def test_cli_writes_a_table_per_snr(tmp_path, capsys):
     with pytest.raises(SystemExit):
         error_split.main(["--devset", str(dev), "--model", f"tiny={tmp_path / 'missing.safetensors'}"])
     assert "checkpoint" in capsys.readouterr().err
-    (dev / "manifest.csv").unlink()
+    (dev / "manifest.csv").unlink()  # recorded pairs have none: one "all" column
+    assert error_split.main(["--devset", str(dev), "--model", f"tiny={ckpt}", "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| tiny |")]
+    assert len(rows) == 1 and rows[0].count("/") == 1 and "SNRs unknown" in out.read_text()
     with pytest.raises(SystemExit):
-        error_split.main(["--devset", str(dev), "--model", f"tiny={ckpt}"])
-    assert "no manifest.csv" in capsys.readouterr().err
+        error_split.main(["--devset", str(tmp_path), "--model", f"tiny={ckpt}"])
+    assert "no clean/ and noisy/" in capsys.readouterr().err
