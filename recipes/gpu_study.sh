@@ -1,5 +1,5 @@
 # On the lent GPU machine: the five-variant study of issue 3 (plus (h)) x three seeds, all at
-# once, from scratch, with the shipped teacher (v0.2 when docs/results_gpu_five.md was made, v0.3 since; EXTRA=loss.tf_floor=0.5 for the floor of docs/results_cpu_floor05.md); every run gets the same schedule, sized to
+# once, from scratch, with the shipped teacher (v0.2 when docs/results_gpu_five.md was made, v0.3 since; EXTRA=loss.tf_floor=0.5 for the floor of docs/results_cpu_floor05.md, EXTRA=model.args.mask=real for the real-mask student of docs/results_cpu_real.md); every run gets the same schedule, sized to
 # the time this call has left, and the runs are packed into $OUT for scoring on a CPU.
 #   bash recipes/gpu_study.sh WINDOW_S q4
 # Before it, as for recipes/gpu_finetune.sh: `python recipes/gpu_pack.py --wheels DIR` here, then
