@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     for c in a.checkpoints:
         if not c.is_file():
             ap.error(f"{c}: checkpoint not found")
+    if not (a.devset / "clean").is_dir() or not (a.devset / "noisy").is_dir():
+        ap.error(f"{a.devset}: no clean/ and noisy/ folders of paired files")
     pairs = PairedDataset(a.devset, a.max_files)
     items = [pairs[i] for i in range(len(pairs))]
     stft = STFT()

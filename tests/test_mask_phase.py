@@ -79,6 +79,9 @@ def test_cli_writes_a_row_per_checkpoint_and_rejects_what_it_cannot_read(tmp_pat
     with pytest.raises(SystemExit):
         mask_phase.main([str(tmp_path / "missing.safetensors"), "--devset", str(dev)])
     assert "not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        mask_phase.main([str(a), "--devset", str(tmp_path)])
+    assert "no clean/ and noisy/" in capsys.readouterr().err
     teacher = tmp_path / "t.safetensors"
     save_checkpoint(teacher, build_model("teacher", {"input_size": 8, "hidden": 8, "layers": 1}))
     with pytest.raises(SystemExit):
