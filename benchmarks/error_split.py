@@ -73,23 +73,16 @@ def run(devset: Path, models: dict[str, Path], max_files: int | None = None) -> 
     return out
 
 
-def table(res: dict[str, dict[float, list[tuple[float, float]]]]) -> str:
+def table(res: dict[str, dict[float | None, list[tuple[float, float]]]]) -> str:
+    """One column per input SNR, then "all"; a set without a manifest (key None) has "all" only."""
     snrs = sorted(k for k in next(iter(res.values())) if k is not None)
-    if not snrs:  # no manifest: one group, the "all" column alone
-        lines = ["Speech distortion SD dB (lower is better) / noise reduction NR dB (higher is better), "
-                 "mean over files (no manifest: input SNRs unknown):", "", "| model | all |", "|---|---|"]
-        for name, per in res.items():
-            v = np.array(per[None])
-            lines.append(f"| {name} | {v[:, 0].mean():.1f} / {v[:, 1].mean():.1f} |")
-        return "\n".join(lines) + "\n"
-    head = "| model | " + " | ".join(f"{s:+g} dB" for s in snrs) + " | all |"
+    head = "| model | " + "".join(f"{s:+g} dB | " for s in snrs) + "all |"
+    what = "per input SNR" if snrs else "(no manifest: input SNRs unknown)"
     lines = ["Speech distortion SD dB (lower is better) / noise reduction NR dB (higher is better), "
-             "mean over files per input SNR:", "", head, "|---" * (len(snrs) + 2) + "|"]
+             f"mean over files {what}:", "", head, "|---" * (len(snrs) + 2) + "|"]
     for name, per in res.items():
-        cells = []
-        for s in snrs + [None]:
-            v = np.array([x for k in ([s] if s is not None else snrs) for x in per[k]])
-            cells.append(f"{v[:, 0].mean():.1f} / {v[:, 1].mean():.1f}")
+        groups = [per[s] for s in snrs] + [[x for v in per.values() for x in v]]  # ..., all files
+        cells = [f"{np.array(g)[:, 0].mean():.1f} / {np.array(g)[:, 1].mean():.1f}" for g in groups]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
