@@ -39,7 +39,7 @@ SATURATED = 0.99  # |M| above this: tanh(|raw|) with |raw| > 2.6, its slope belo
 @dataclass
 class PhaseReport:
     name: str
-    mask: str  # "complex" or "real"
+    mask: str  # "complex", or "real" / "tanh" (one real gain per bin, no phase)
     si_sdr_i: float  # mean SI-SDRi of the output (complex mask as trained), dB
     phase_gain: float  # mean SI-SDR(complex mask) - SI-SDR(|mask|), dB
     worst_file_gain: float  # the smallest of those, dB
@@ -69,7 +69,7 @@ def inspect(name: str, model: torch.nn.Module, items: list[dict], stft: STFT) ->
         out = stft.inverse(apply_mask(spec, mask), noisy.size)[0].numpy()
         full = si_sdr(clean, out)
         improvements.append(full - si_sdr(clean, noisy))
-        if kind == "real":
+        if kind != "complex":
             continue
         mag_only = stft.inverse(apply_mask(spec, _magnitude_only(mask)), noisy.size)[0].numpy()
         gains.append(full - si_sdr(clean, mag_only))
@@ -81,7 +81,7 @@ def inspect(name: str, model: torch.nn.Module, items: list[dict], stft: STFT) ->
         ang_den = ang_den + energy.sum(0)
         sat_per_bin = sat_per_bin + (gain2.sqrt() > SATURATED).float().sum(0)
         frames += spec.shape[2]
-    if kind == "real":
+    if kind != "complex":
         return PhaseReport(name, kind, float(np.mean(improvements)), 0.0, 0.0, -1, 0.0, 0.0)
     # DC and Nyquist are real in every spectrum: a rotation there is discarded by the iSTFT
     b = int(cost[1:-1].argmax()) + 1
@@ -94,8 +94,8 @@ def table(reports: list[PhaseReport], hz_per_bin: float) -> str:
     lines = ["| checkpoint | mask | SI-SDRi dB | phase gain dB (mean / worst file) | worst bin | its angle | "
              "its frames saturated |", "|---|---|---|---|---|---|---|"]
     for r in reports:
-        if r.mask == "real":
-            lines.append(f"| {r.name} | real | {r.si_sdr_i:.2f} | 0 (no phase) | - | - | - |")
+        if r.mask != "complex":
+            lines.append(f"| {r.name} | {r.mask} | {r.si_sdr_i:.2f} | 0 (no phase) | - | - | - |")
         else:
             lines.append(f"| {r.name} | complex | {r.si_sdr_i:.2f} | {r.phase_gain:+.2f} / {r.worst_file_gain:+.2f} | "
                          f"{r.worst_bin} ({r.worst_bin * hz_per_bin:.0f} Hz) | {r.worst_bin_deg:.0f} deg | "

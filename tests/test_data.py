@@ -321,6 +321,17 @@ def test_build_devset_on_fake_corpus(fake_corpus, tmp_path):
         assert abs(_snr(clean, noisy - clean) - float(r["snr"])) < 0.2
 
 
+def test_build_devset_noise_match_keeps_only_matching_noise(fake_corpus, tmp_path):
+    cfg = DataConfig(source="corpus", root=str(fake_corpus))
+    assert build_devset(cfg, tmp_path / "hum", snrs=(2.5,), per_snr=3, noise_match=("*hum*",)) == 3
+    rows = list(csv.DictReader(open(tmp_path / "hum" / "manifest.csv")))
+    assert {r["noise_file"] for r in rows} == {"noise/dev/hum_1.flac"}
+    assert rows[0]["name"] == "snr+02.5_0000.wav"
+    with pytest.raises(DataError, match=r"no dev noise file name matches \*tap\*"):
+        build_devset(cfg, tmp_path / "tap", snrs=(0,), per_snr=1, noise_match=("*tap*",))
+    assert not (tmp_path / "tap").exists()
+
+
 # ----------------------------------------------------------------------------- paired / dev set
 def test_paired_dataset(tmp_path, rng):
     for sub in ("noisy", "clean"):

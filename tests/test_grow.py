@@ -25,7 +25,7 @@ def _spec(seconds=1.0, seed=1):
     return STFT()(torch.randn(2, int(16000 * seconds), generator=g))
 
 
-@pytest.mark.parametrize("args", [{}, {"cell": "lstm"}, {"phase_input": True}, {"layers": 1}, {"mask": "real"}])
+@pytest.mark.parametrize("args", [{}, {"cell": "lstm"}, {"phase_input": True}, {"layers": 1}, {"mask": "real"}, {"mask": "tanh"}])
 def test_grown_student_has_the_same_output_offline_and_streaming(args):
     small = _student(**args)
     big = grow_student(small, hidden=13, input_size=11, seed=3)

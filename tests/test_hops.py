@@ -72,7 +72,7 @@ def test_k_hops_equal_one_hop_and_offline_for_random_chunkings(student, graphs, 
 
 
 @pytest.mark.parametrize("args,k", [({"layers": 1}, 3), ({"layers": 3}, 2), ({"mask_bound": 0.7}, 5),
-                                    ({"mask": "real", "mask_bound": 0.7}, 3)])
+                                    ({"mask": "real", "mask_bound": 0.7}, 3), ({"mask": "tanh"}, 2)])
 def test_k_hop_graph_shapes_metadata_and_other_sizes(args, k):
     model = _student(**args)
     data, diff = onnx_bytes(model, kind="step", hops=k)  # verified against StepGraph(model, k)

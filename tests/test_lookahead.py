@@ -145,7 +145,8 @@ def test_a_processor_needs_its_look_ahead_filled_first():
 
 # ----------------------------------------------------------------------------- ONNX
 @pytest.mark.parametrize("args,hops", [({}, 1), ({}, 3), ({"cell": "lstm"}, 1), ({"lookahead": 2}, 2),
-                                       ({"phase_input": True}, 1), ({"mask": "real", "lookahead": 1}, 2)])
+                                       ({"phase_input": True}, 1), ({"mask": "real", "lookahead": 1}, 2),
+                                       ({"mask": "tanh", "lookahead": 2}, 1)])
 def test_onnx_step_graph_streams_the_same_as_torch(args, hops):
     onnx = pytest.importorskip("onnx")
     from mtakd.export import onnx_bytes

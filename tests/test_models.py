@@ -1,3 +1,4 @@
+import math
 import pytest
 import torch
 
@@ -31,7 +32,8 @@ def test_forward_shapes_and_mask_bound(name):
         m(spec[:, :1])
 
 
-@pytest.mark.parametrize("cell,mask", [("gru", "complex"), ("lstm", "complex"), ("gru", "real"), ("lstm", "real")])
+@pytest.mark.parametrize("cell,mask", [("gru", "complex"), ("lstm", "complex"), ("gru", "real"), ("lstm", "real"),
+                                       ("gru", "tanh")])
 @pytest.mark.parametrize("phase_input", [False, True])
 def test_student_step_equals_forward(phase_input, cell, mask):
     m = build_model("student", {"hidden": 12, "input_size": 10, "layers": 2, "phase_input": phase_input, "cell": cell,
@@ -171,3 +173,26 @@ def test_real_mask_is_one_gain_per_bin_in_0_bound():
     assert (m[:, 0] < 1e-6).any() and (m[:, 0] > 0.8 - 1e-6).any()
     with pytest.raises(ConfigError, match="model.args.mask"):
         build_model("student", {"mask": "polar"})
+
+
+def test_tanh_mask_is_the_complex_masks_magnitude_on_one_real_number():
+    """``mask="tanh"``: F outputs, imaginary part 0, gain ``bound * tanh(|raw|)`` in [0, bound):
+    a complex student whose imaginary raw outputs are 0 gives the same gain magnitude; a
+    small ``raw`` (the start of training) is a small gain, not ``bound / 2`` as the sigmoid's."""
+    torch.manual_seed(0)
+    th = build_model("student", {"hidden": 12, "input_size": 10, "mask": "tanh", "mask_bound": 0.8})
+    cplx = build_model("student", {"hidden": 12, "input_size": 10, "mask_bound": 0.8})
+    assert th.fc_out.out_features == th.cfg.n_freq
+    sd = {k: v for k, v in th.state_dict().items() if not k.startswith("fc_out")}
+    F = th.cfg.n_freq
+    sd["fc_out.weight"] = torch.cat([th.fc_out.weight, torch.zeros(F, 12)])  # imaginary rows 0
+    sd["fc_out.bias"] = torch.cat([th.fc_out.bias, torch.zeros(F)])
+    cplx.load_state_dict(sd)
+    spec = STFT()(torch.randn(2, 3200))
+    with torch.no_grad():
+        m, mc = th(spec), cplx(spec)
+        assert torch.equal(m[:, 1], torch.zeros_like(m[:, 1])) and (m[:, 0] >= 0).all() and (m[:, 0] < 0.8).all()
+        assert torch.allclose(m[:, 0], mc.pow(2).sum(1).sqrt(), atol=1e-6)
+        th.fc_out.weight.zero_()
+        th.fc_out.bias.fill_(0.01)
+        assert torch.allclose(th(spec)[:, 0], torch.full_like(m[:, 0], 0.8 * math.tanh(0.01)), atol=1e-6)

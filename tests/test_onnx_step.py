@@ -31,7 +31,7 @@ def _student(seed=0, **args):
 
 @pytest.mark.parametrize("args", [{}, {"layers": 1}, {"layers": 3}, {"mask_bound": 0.7},
                                   {"cell": "lstm"}, {"cell": "lstm", "layers": 3}, {"mask": "real"},
-                                  {"mask": "real", "cell": "lstm", "mask_bound": 0.7}])
+                                  {"mask": "real", "cell": "lstm", "mask_bound": 0.7}, {"mask": "tanh", "mask_bound": 0.7}])
 def test_step_graph_equals_torch_streaming(args):
     model = _student(**args)
     data, diff = onnx_bytes(model, kind="step")  # verified against the traced torch StepGraph

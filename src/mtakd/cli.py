@@ -88,7 +88,8 @@ def cmd_build_devset(args: argparse.Namespace) -> int:
 
     cfg = DataConfig(source="synthetic" if args.synthetic else "corpus", root=args.root or "")
     snrs = tuple(float(s) for s in args.snrs.split(","))
-    n = build_devset(cfg, args.out, snrs=snrs, per_snr=args.per_snr, seed=args.seed, overwrite=args.overwrite)
+    n = build_devset(cfg, args.out, snrs=snrs, per_snr=args.per_snr, seed=args.seed, overwrite=args.overwrite,
+                     noise_match=tuple(args.noise_match or ()))
     print(f"wrote {n} noisy/clean pairs to {args.out}")
     return 0
 
@@ -152,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-snr", type=int, default=20, help="utterances per SNR")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--overwrite", action="store_true", help="replace an existing dev set in --out")
+    p.add_argument("--noise-match", action="append", metavar="GLOB",
+                   help="use only the dev noise files whose name matches (repeatable; e.g. '*rain*')")
     p.set_defaults(func=cmd_build_devset)
 
     p = sub.add_parser("info", help="describe a checkpoint: parameters, MACs/s, latency, training state")

@@ -13,6 +13,7 @@ Every item is a dict of float32 tensors ``(N,)`` at 16 kHz; a batch is ``(B, N)`
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import os
 import shutil
@@ -249,7 +250,8 @@ def _snr_tag(snr: float) -> str:
 
 
 def build_devset(cfg: DataConfig, out_dir: str | os.PathLike, snrs=(-5, 0, 5, 10, 15), per_snr: int = 20,
-                 seed: int = 1234, segment_s: float | None = None, overwrite: bool = False) -> int:
+                 seed: int = 1234, segment_s: float | None = None, overwrite: bool = False,
+                 noise_match: tuple[str, ...] = ()) -> int:
     """Write a fixed paired dev set: ``out_dir/{noisy,clean}/snr+05_0007.wav`` + ``manifest.csv``.
 
     Corpus source: dev speech x dev noise, full utterances (``segment_s`` crops/pads them to a
@@ -263,6 +265,10 @@ def build_devset(cfg: DataConfig, out_dir: str | os.PathLike, snrs=(-5, 0, 5, 10
     files it owns (noisy/*.wav, clean/*.wav, manifest.csv) are replaced. The set is built in a
     hidden sibling folder and moved into place when complete: a failure (bad corpus file, full
     disk, interruption) leaves ``out_dir`` untouched. Returns the number of pairs.
+
+    ``noise_match``: shell patterns (``fnmatch``) on the noise file names; when given, only the
+    dev noise files whose name matches one of them are used, e.g. ``("*rain*", "*tap*")`` for a
+    set of one kind of noise (a test of a condition, such as stationary noise, not a new split).
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -273,6 +279,13 @@ def build_devset(cfg: DataConfig, out_dir: str | os.PathLike, snrs=(-5, 0, 5, 10
     corpus = None if synthetic else Corpus.from_config(cfg, "dev", cache_mb=64)
     if corpus is not None and not corpus.noise:
         raise DataError(cfg.root or "data.noise_dirs", "no dev noise files", "a dev set needs noise files of split 'dev'")
+    if noise_match:
+        if corpus is None:
+            raise DataError("noise_match", "selects corpus noise files", "leave it out for a synthetic dev set")
+        corpus.noise = [it for it in corpus.noise if any(fnmatch.fnmatch(it.path.name, p) for p in noise_match)]
+        if not corpus.noise:
+            raise DataError(cfg.root or "data.noise_dirs", f"no dev noise file name matches {' or '.join(noise_match)}",
+                            "check the patterns against the noise file names (shell wildcards, e.g. '*rain*')")
     # everything is written into a hidden sibling folder first and moved into place at the end,
     # so a bad corpus file, a full disk or an interruption leaves ``out`` as it was
     try:

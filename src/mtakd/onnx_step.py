@@ -119,7 +119,8 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
 
     ``mask="real"`` (``fc_out.weight (F, H)``): the gain ``sigmoid(raw)`` multiplies the spectrum
     directly, ``mask_bound`` folded into the synthesis matrix (the synthesis is linear); no
-    mask-magnitude nodes and no mix matmul.
+    mask-magnitude nodes and no mix matmul. ``mask="tanh"``: the same with the gain
+    ``tanh(sqrt(raw^2 + eps))`` (four elementwise nodes instead of the Sigmoid).
     """
     from onnx import helper
 
@@ -129,8 +130,8 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
         raise ValueError(f"the step graph is built for the STFT's {N_FREQ} bins, the model has {n_freq}")
     if not (isinstance(hops, int) and hops >= 1):
         raise ValueError(f"hops must be an integer >= 1, got {hops!r}")
-    if mask not in ("complex", "real"):
-        raise ValueError(f"the step graph is built for a complex or real mask, got {mask!r}")
+    if mask not in ("complex", "real", "tanh"):
+        raise ValueError(f"the step graph is built for a complex, real or tanh mask, got {mask!r}")
     p = {k: np.asarray(v, dtype=np.float32) for k, v in params.items()}
     F, H, K, A = n_freq, hidden, hops, int(lookahead)
     sh = _tensor_shapes(K, F)
@@ -191,8 +192,12 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
 
     h = g.node("Reshape", [x, g.shape("shape_head_in", K, H)])
     raw = g.node("Gemm", [h, g.const("fc_out_w", p["fc_out.weight"]), g.const("fc_out_b", p["fc_out.bias"])], transB=1)
-    if mask == "real":  # ---- one gain per bin: spec * sigmoid(raw), bound folded into the synthesis
-        gain = g.node("Sigmoid", [raw], "gain")  # (K, F)
+    if mask != "complex":  # ---- one gain per bin: spec * gain(raw), bound folded into the synthesis
+        if mask == "real":
+            gain = g.node("Sigmoid", [raw], "gain")  # (K, F)
+        else:  # tanh(|raw|), |raw| smoothed as the complex mask's magnitude is
+            sq = g.node("Add", [g.node("Mul", [raw, raw]), g.const("mask_eps", MASK_EPS)])
+            gain = g.node("Tanh", [g.node("Sqrt", [sq])], "gain")
         if K > 1:
             gain = g.node("Reshape", [gain, g.shape("shape_gain", K, 1, 1, F)])
         masked = g.node("Reshape", [g.node("Mul", [spec, gain], "masked_spec"), g.shape("shape_masked", K, 2 * F)])

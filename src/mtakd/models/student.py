@@ -22,6 +22,13 @@ degrees, where the magnitude loss has no gradient and the phase recovers only sl
 phase cost the run 4 dB SI-SDR (docs/mask_phase.md). A sigmoid gain has no rotated state to
 stick in.
 
+With ``mask="tanh"`` the gain per bin is ``bound * tanh(|raw|)``: the complex mask's own
+magnitude function on one real number (no phase), so it starts where the complex mask starts,
+near 0 (a small ``raw``), with the same steep slope at small gains. The sigmoid gain starts at
+``bound / 2`` and needs ``raw`` near -3 (a flat part of the sigmoid) to suppress by 26 dB;
+the real-mask students removed less noise than the complex ones on VoiceBank-DEMAND
+(docs/results_cpu_real_notes.md), and this mask tests whether that is the parametrisation.
+
 Causal by construction (the recurrent layers run forward in time, every other layer is per
 frame), so it streams frame by frame with ``step(frame, state)``; ``forward`` over a whole
 utterance and ``step`` over its frames are the same computation (tested). The default size
@@ -53,11 +60,11 @@ from torch.nn import functional as F_
 
 from ..config import ConfigError
 from ..stft import N_FREQ
-from .common import bounded_mask, check_spec, compressed_complex, compressed_magnitude
+from .common import MASK_EPS, bounded_mask, check_spec, compressed_complex, compressed_magnitude
 
 
 CELLS = ("gru", "lstm")
-MASKS = ("complex", "real")
+MASKS = ("complex", "real", "tanh")
 
 
 @dataclass
@@ -78,7 +85,8 @@ class StudentConfig:
     #: frames of look-ahead L: the mask of frame t sees frames up to t + L (+L x 10 ms latency)
     lookahead: int = 0
     #: "complex": a bounded complex ratio mask (2F outputs); "real": a real mask in (0, bound),
-    #: ``bound * sigmoid(raw)`` (F outputs, half the head). Why "real" exists: see the module docstring
+    #: ``bound * sigmoid(raw)`` (F outputs, half the head); "tanh": a real mask ``bound * tanh(|raw|)``
+    #: in [0, bound) (F outputs). Why these exist: see the module docstring
     mask: str = "complex"
 
     def __post_init__(self):
@@ -168,8 +176,12 @@ class Student(nn.Module):
 
     def _head(self, h: torch.Tensor) -> torch.Tensor:
         # h (..., H) -> mask (..., 2, F)
-        if self.cfg.mask == "real":  # (..., F) gain; the imaginary part is 0, so the rest is unchanged
-            gain = self.cfg.mask_bound * torch.sigmoid(self.fc_out(h))
+        if self.cfg.mask != "complex":  # (..., F) gain; the imaginary part is 0, so the rest is unchanged
+            raw = self.fc_out(h)
+            if self.cfg.mask == "real":
+                gain = self.cfg.mask_bound * torch.sigmoid(raw)
+            else:  # |raw| smoothed at 0 exactly as the complex mask's magnitude is
+                gain = self.cfg.mask_bound * torch.tanh(torch.sqrt(raw * raw + MASK_EPS))
             return torch.stack((gain, torch.zeros_like(gain)), dim=-2)
         raw = self.fc_out(h).unflatten(-1, (2, self.cfg.n_freq))
         return bounded_mask(raw, self.cfg.mask_bound, ch=-2)
