@@ -1,0 +1,48 @@
+"""benchmarks/paired_by_snr.py: per-SNR paired differences from results.py's cached scores."""
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import paired_by_snr  # noqa: E402
+
+FIELDS = ["name", "snr", "pesq", "si_sdr_i"]
+
+
+def _write(run: Path, rows):
+    run.mkdir(parents=True)
+    with open(run / "dev.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _rows(offset_by_snr, snrs=(0.0, 10.0), per=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return [{"name": f"f{s}_{j}", "snr": "" if s is None else s, "pesq": 2.0 + offset_by_snr[s] + 0.001 * rng.standard_normal(),
+             "si_sdr_i": 4.0} for s in snrs for j in range(per)]
+
+
+def test_differences_by_snr_average_seeds_and_find_the_sign(tmp_path):
+    for seed in (0, 1):
+        _write(tmp_path / f"a_s{seed}", _rows({0.0: 0.1, 10.0: -0.05}, seed=seed))
+        _write(tmp_path / f"b_s{seed}", _rows({0.0: 0.0, 10.0: 0.0}, seed=seed + 7))
+    _write(tmp_path / "b_s5", _rows({0.0: 9.0, 10.0: 9.0}))  # a seed only b has: ignored
+    rows = paired_by_snr.by_snr(paired_by_snr.seed_tables(tmp_path, "a", "dev"),
+                                paired_by_snr.seed_tables(tmp_path, "b", "dev"), "pesq")
+    assert [s for s, _ in rows] == [0.0, 10.0]
+    assert rows[0][1].mean() == pytest.approx(0.1, abs=0.003) and rows[1][1].mean() == pytest.approx(-0.05, abs=0.003)
+    text = paired_by_snr.table(tmp_path, [("a", "b")])
+    assert "+0 dB" in text and "+10 dB" in text and "6/6" in text and "0/6" in text
+    assert "p 1, 0/6" in text  # SI-SDRi identical: no difference, p = 1
+
+
+def test_a_set_without_snrs_is_one_group_and_missing_runs_say_what_to_do(tmp_path):
+    _write(tmp_path / "a_s0", _rows({None: 0.1}, snrs=(None,)))
+    _write(tmp_path / "b_s0", _rows({None: 0.0}, snrs=(None,)))
+    assert "| all |" in paired_by_snr.table(tmp_path, [("a", "b")])
+    with pytest.raises(SystemExit, match="results.py first"):
+        paired_by_snr.seed_tables(tmp_path, "c", "dev")
