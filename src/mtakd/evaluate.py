@@ -159,7 +159,7 @@ def format_report(name: str, result: dict[str, Any]) -> str:
         lines.append("  not scored (NaN: too short or silent; left out of the means): "
                      + ", ".join(f"{k.upper()} {n}" for k, n in unscored.items()))
     for snr, g in result["per_snr"].items():
-        lines.append(f"  SNR {snr:+.0f} dB: PESQ {g['pesq']:.3f}  STOI {g['stoi']:.3f}  SI-SDRi {g['si_sdr_i']:.2f}")
+        lines.append(f"  SNR {snr:+g} dB: PESQ {g['pesq']:.3f}  STOI {g['stoi']:.3f}  SI-SDRi {g['si_sdr_i']:.2f}")
     if e:
         lines.append(
             f"  params {e['params']:,}  MACs/s {e['macs_per_s'] / 1e6:.1f} M  RTF(1 thread) {e['rtf_1thread']:.4f}  "
