@@ -257,6 +257,14 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
     if "vbd" in per_set:
         out += [f"## VoiceBank-DEMAND pairs in `{args.paired}` ({len(scores['vbd']['noisy'])} files)", ""]
         out += rt.metric_table(per_set["vbd"], seeds) + [""]
+    for name, folder in getattr(args, "extra", None) or []:  # more dev sets: same tables as dev, no targets
+        snrs = sorted({r["snr"] for r in scores[name]["noisy"].values() if r["snr"] == r["snr"]})
+        at = f" at {'/'.join(f'{s:g}' for s in snrs)} dB" if snrs else ""
+        out += [f"## Set `{name}`: `{folder}` ({len(scores[name]['noisy'])} files{at})", ""]
+        out += rt.metric_table(per_set[name], seeds) + [""]
+        per_snr = rt.per_snr_table(per_set[name])
+        if per_snr:
+            out += ["Per SNR: PESQ-WB / SI-SDRi dB (means over seeds):", ""] + per_snr + [""]
     paired_raw = []
     d = args.method or rt.find_role(groups, "d")
     others = {v: None for r in ("a", "b", "c", "d") if (v := rt.find_role(groups, r)) and v != d}
@@ -293,6 +301,15 @@ def _pair(text: str) -> tuple[str, str]:
     return a, b
 
 
+def _named_set(text: str) -> tuple[str, str]:
+    """``"NAME=DIR"`` -> ``("NAME", "DIR")``; NAME a short identifier, not one of the built-in sets."""
+    name, sep, folder = text.partition("=")
+    if not (sep and folder and name.isidentifier()) or name in (*SETS, "noisy"):
+        raise argparse.ArgumentTypeError(f"expected NAME=FOLDER with NAME an identifier other than "
+                                         f"{', '.join(SETS)}, got '{text}'")
+    return name, folder
+
+
 def find_runs(ap: argparse.ArgumentParser, folder: str) -> tuple[Path, dict[str, Path]]:
     """``(root, {run name: run folder})`` of the folders under ``folder`` holding a
     ``best.safetensors``; none is a usage error of ``ap``."""
@@ -319,6 +336,9 @@ def main() -> int:
     ap.add_argument("--pair", action="append", default=[], type=_pair, metavar="A:B",
                     help="also compare variant A with variant B per file (repeatable), e.g. one variant "
                          "trained two ways")
+    ap.add_argument("--extra", type=_named_set, action="append", default=[], metavar="NAME=DIR",
+                    help="also score and report this paired set (repeatable), e.g. steady=data/devset_steady; "
+                         "its per-file scores are cached as <run>/NAME.csv")
     ap.add_argument("--rescore", action="store_true", help="score every run again, ignoring cached per-file CSVs")
     ap.add_argument("--commands", default="docs/results_commands.md", help="markdown with the commands that made the runs")
     ap.add_argument("--notes", default="docs/results_notes.md", help="markdown appended after the tables (interpretation)")
@@ -337,6 +357,12 @@ def main() -> int:
         sets["vbd"] = args.paired
     else:
         print(f"no VoiceBank-DEMAND folder at {args.paired}: dev set only", file=sys.stderr)
+    for name, folder in args.extra:
+        if name in sets:
+            ap.error(f"--extra {name}: given twice")
+        if not Path(folder).is_dir():
+            ap.error(f"--extra {name}={folder}: no such folder (a paired set: noisy/, clean/)")
+        sets[name] = folder
     scores = score_all(runs, sets, root / "_scores", args.rescore, max(1, args.jobs))
     eff = measure_efficiency(groups, runs)
     body, data = build_report(args, groups, runs, scores, eff)

@@ -197,3 +197,32 @@ def test_report_adds_a_block_for_each_pair_and_the_pair_parser_refuses_bad_text(
                      "## Paired per-file comparison: (d) = d_mtakd_tf vs floor01_d_mtakd_tf"]
     pair_rows = [r for r in data["paired"] if r["vs"] == "floor01_d_mtakd_tf"]
     assert [round(r["mean_diff"], 6) for r in pair_rows] == [0.05, 0.5]
+
+
+def test_report_has_a_section_per_extra_set_and_the_set_parser_refuses_bad_names(tmp_path):
+    import argparse
+
+    import results
+
+    assert results._named_set("steady=data/devset_steady") == ("steady", "data/devset_steady")
+    for bad in ("steady", "steady=", "=x", "dev=x", "vbd=x", "a-b=x"):
+        with pytest.raises(argparse.ArgumentTypeError, match="NAME=FOLDER"):
+            results._named_set(bad)
+    base = np.linspace(1.5, 2.5, 40)
+    snrs = [2.5] * 20 + [17.5] * 20
+
+    def tabs(shift):
+        return {"noisy": _table(base, np.zeros(40), snrs), "a_none_s0": _table(base + shift, np.full(40, 1.0), snrs),
+                "d_mtakd_tf_s0": _table(base + 2 * shift, np.full(40, 2.0), snrs)}
+
+    scores = {"dev": tabs(0.1), "steady": tabs(0.2)}
+    groups = rt.group_runs(["a_none_s0", "d_mtakd_tf_s0"])
+    args = argparse.Namespace(method=None, vs=[], pair=[], no_figures=True, notes=str(tmp_path / "none.md"),
+                              paired="", extra=[("steady", "data/devset_steady")])
+    lines, data = results.build_report(args, groups, {}, scores, {})
+    i = lines.index("## Set `steady`: `data/devset_steady` (40 files at 2.5/17.5 dB)")
+    assert "| d_mtakd_tf | 0 | 2.400 | - | - | 7.00 | 2.00 | - | - | - |" in lines[i:i + 8]
+    assert "| system | +2.5 dB | +17.5 dB |" in lines[i:]
+    steady = [r for r in data["paired"] if r["set"] == "steady" and r["metric"] == "pesq"]
+    assert len(steady) == 1 and steady[0]["mean_diff"] == pytest.approx(0.2)
+    assert "steady" in data["sets"] and not any("low power" in ln for ln in lines)
