@@ -11,6 +11,9 @@
 #     --method h_mtakd_tf_sisdr --vs d_mtakd_tf --vs e_mtakd_gate --out docs/results_gpu_five.md \
 #     --commands docs/results_gpu_five_commands.md --notes docs/results_gpu_five_notes.md \
 #     --figures docs/figures/gpu_five
+#   (add --extra steady=data/devset_steady to judge the study on the steady-noise set at
+#    2.5-17.5 dB too, where docs/results_cpu_tanh.md found KD's gain largest; build it with the
+#    command in docs/mask_tanh_notes.md; EXTRA=model.args.mask=tanh for the tanh mask)
 # It made docs/results_gpu_five.md (565 s window on an H200: 1,084 steps x 64 per run); its
 # commands page also has the same schedule pinned, without the probe, for any machine. The
 # CPU-budget twin of this study, same variants and seeds: docs/results_cpu_five.md.
