@@ -1,82 +1,84 @@
 """Paired per-file differences between two variants, split by input SNR.
 
-``benchmarks/results.py`` gives the paired test over a whole set; this splits it by the SNR
-column of its cached per-file scores (``<run>/<set>.csv``), to see where a difference comes
-from (e.g. a mask that helps at low SNR and costs PESQ-WB at high SNR). Each file's difference
-is the mean over the seeds both variants have; the p-value is Wilcoxon's signed-rank test.
+``benchmarks/results.py`` gives the paired test over a whole set; this splits it by input SNR,
+reading its cached per-file scores (``<run>/<set>.csv``), to see where a difference comes from
+(e.g. a mask that helps at low SNR and costs PESQ-WB at high SNR). Each file's score is first
+averaged over the seeds both variants have; the test is results.py's (``paired_test``: Wilcoxon
+signed-rank p, files where A is better). The SNR is the set's ``snr`` column; a set without one
+(the VoiceBank-DEMAND pairs) is one group, or, with ``--snr-from DIR``, grouped by the input SNR
+measured from its pairs, ``10 log10(|clean|^2 / |noisy - clean|^2)`` to 0.1 dB.
 
     PYTHONPATH=src python benchmarks/paired_by_snr.py --runs runs/cpu22/steady \
         --pair real_h_mtakd_tf_sisdr:cplx_h_mtakd_tf_sisdr --pair h_mtakd_tf_sisdr:cplx_h_mtakd_tf_sisdr
+    PYTHONPATH=src python benchmarks/paired_by_snr.py --runs runs/cpu22/tanh --set vbd \
+        --snr-from ../shared/data/paired/voicebank_demand_train_p287 --pair real_h_mtakd_tf_sisdr:cplx_h_mtakd_tf_sisdr
 
 Runs are scored first by ``benchmarks/results.py`` (this script only reads its caches).
 """
 from __future__ import annotations
 
 import argparse
-import csv
-import re
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import wilcoxon
+
+import results_tables as rt
 
 METRICS = {"pesq": "PESQ-WB", "si_sdr_i": "SI-SDRi"}
 
 
-def seed_tables(runs: Path, variant: str, key: str) -> dict[int, dict[str, dict]]:
-    """``{seed: {file name: row}}`` of ``runs/<variant>_s<seed>/<key>.csv``."""
-    out = {}
-    for d in sorted(runs.glob(f"{variant}_s*")):
-        m = re.fullmatch(re.escape(variant) + r"_s(\d+)", d.name)
-        if m and (d / f"{key}.csv").is_file():
-            with open(d / f"{key}.csv", newline="") as f:
-                out[int(m.group(1))] = {r["name"]: r for r in csv.DictReader(f)}
-    if not out:
+def seed_tables(runs: Path, variant: str, key: str) -> dict[int | None, dict]:
+    """``{seed: per-file table}`` of ``runs/<variant>_s<seed>/<key>.csv`` (run names as results.py parses them)."""
+    names = [p.parent.name for p in sorted(runs.glob(f"*/{key}.csv"))]
+    seeds = rt.group_runs(names).get(variant, {})
+    if not seeds:
         raise SystemExit(f"paired_by_snr: no scored runs {variant}_s<seed>/{key}.csv in {runs}; "
                          f"score them with benchmarks/results.py first")
+    return {s: rt.read_scores(runs / name / f"{key}.csv") for s, name in seeds.items()}
+
+
+def measured_snrs(folder: Path) -> dict[str, float]:
+    """``{file name: input SNR dB}`` of a paired set, measured from each clean/noisy pair."""
+    from mtakd.audio import load_audio
+
+    out = {}
+    for f in sorted((folder / "clean").glob("*.wav")):
+        clean, _ = load_audio(f)
+        noisy, _ = load_audio(folder / "noisy" / f.name)
+        out[f.name] = round(10 * math.log10(np.sum(clean**2) / max(np.sum((noisy - clean) ** 2), 1e-20)), 1)
+    if not out:
+        raise SystemExit(f"paired_by_snr: no clean/*.wav pairs in {folder}")
     return out
 
 
-def _snr(row: dict) -> float:
-    """The file's input SNR; NaN where the set has none (VoiceBank-DEMAND pairs): one group."""
-    try:
-        return float(row.get("snr") or "nan")
-    except ValueError:
-        return float("nan")
-
-
-def by_snr(a: dict[int, dict], b: dict[int, dict], metric: str) -> list[tuple[float | str, np.ndarray]]:
-    """``[(snr, per-file differences a - b averaged over the common seeds)]``, SNRs ascending
-    (``"all"``: a set without SNRs, every file in one group)."""
-    seeds = sorted(set(a) & set(b))
+def by_snr(a: dict, b: dict, metric: str, snr_of: dict[str, float] | None = None) -> list[tuple[float | str, dict]]:
+    """``[(snr, paired_test of A - B on that SNR's files)]``, SNRs ascending; ``"all"`` for files
+    without an SNR. Both variants' tables are averaged over the seeds they share first."""
+    seeds = [s for s in a if s in b]
     if not seeds:
         raise SystemExit(f"paired_by_snr: the two variants share no seed (have {sorted(a)} and {sorted(b)})")
-    names = sorted(set.intersection(*(set(a[s]) & set(b[s]) for s in seeds)))
-    key = {n: _snr(a[seeds[0]][n]) for n in names}
-    key = {n: ("all" if np.isnan(v) else v) for n, v in key.items()}
+    ta, tb = (rt.average_over_seeds([t[s] for s in seeds]) for t in (a, b))
+    snr = {n: (snr_of or {}).get(n, r.get("snr", math.nan)) for n, r in ta.items()}
+    group = {n: ("all" if not math.isfinite(v) else v) for n, v in snr.items()}
     out = []
-    for snr in sorted(set(key.values()), key=lambda v: -np.inf if v == "all" else v):
-        sel = [n for n in names if key[n] == snr]
-        d = np.array([np.mean([float(a[s][n][metric]) - float(b[s][n][metric]) for s in seeds]) for n in sel])
-        out.append((snr, d))
+    for g in sorted(set(group.values()), key=lambda v: -math.inf if v == "all" else v):
+        sel = [n for n in ta if group[n] == g]
+        out.append((g, rt.paired_test({n: ta[n] for n in sel}, tb, metric, n_boot=1)))
     return out
 
 
-def _p(d: np.ndarray) -> float:
-    return float(wilcoxon(d).pvalue) if np.any(d != 0) else 1.0
-
-
-def table(runs: Path, pairs: list[tuple[str, str]], key: str = "dev") -> str:
+def table(runs: Path, pairs: list[tuple[str, str]], key: str = "dev", snr_of: dict[str, float] | None = None) -> str:
     lines = []
     for a, b in pairs:
         ta, tb = seed_tables(runs, a, key), seed_tables(runs, b, key)
         for metric, label in METRICS.items():
-            rows = by_snr(ta, tb, metric)
+            rows = by_snr(ta, tb, metric, snr_of)
             if not lines:
                 lines.append("| A - B | metric | " + " | ".join("all" if s == "all" else f"{s:+g} dB" for s, _ in rows) + " |")
                 lines.append("|---|---|" + "---|" * len(rows))
-            cells = [f"{d.mean():+.3f} (p {_p(d):.2g}, {int((d > 0).sum())}/{d.size})" for _, d in rows]
+            cells = [f"{t['mean_diff']:+.3f} (p {t['p']:.2g}, {t['wins']}/{t['n']})" for _, t in rows]
             lines.append(f"| {a} - {b} | {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -85,15 +87,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", required=True, type=Path, help="folder of run folders scored by results.py")
     ap.add_argument("--pair", action="append", required=True, metavar="A:B", help="variant A minus variant B (repeatable)")
-    ap.add_argument("--set", default="dev", help="which cached scores: dev (the --devset of results.py) or vbd")
+    ap.add_argument("--set", default="dev", help="which cached scores: dev (results.py's --devset), vbd, or an --extra NAME")
+    ap.add_argument("--snr-from", type=Path, metavar="DIR", help="group by the input SNR measured from this paired set")
     args = ap.parse_args(argv)
     pairs = []
     for p in args.pair:
         if p.count(":") != 1:
             ap.error(f"--pair {p!r}: expected A:B")
         pairs.append(tuple(p.split(":")))
+    snr_of = measured_snrs(args.snr_from) if args.snr_from else None
     print("Mean per-file difference A - B by input SNR (p: Wilcoxon signed-rank; A better in k/n files):\n")
-    print(table(args.runs, pairs, args.set))
+    print(table(args.runs, pairs, args.set, snr_of))
     return 0
 
 

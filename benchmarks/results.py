@@ -257,7 +257,7 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
     if "vbd" in per_set:
         out += [f"## VoiceBank-DEMAND pairs in `{args.paired}` ({len(scores['vbd']['noisy'])} files)", ""]
         out += rt.metric_table(per_set["vbd"], seeds) + [""]
-    for name, folder in getattr(args, "extra", None) or []:  # more dev sets: same tables as dev, no targets
+    for name, folder in args.extra:  # more dev sets: same tables as dev, no targets
         snrs = sorted({r["snr"] for r in scores[name]["noisy"].values() if r["snr"] == r["snr"]})
         at = f" at {'/'.join(f'{s:g}' for s in snrs)} dB" if snrs else ""
         out += [f"## Set `{name}`: `{folder}` ({len(scores[name]['noisy'])} files{at})", ""]

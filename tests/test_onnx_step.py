@@ -143,3 +143,11 @@ def test_export_file_streams(tmp_path):
     x = _signal(4000, seed=4)
     y = _stream(StreamingEnhancer(r.path, backend="onnxruntime"), x, [160])
     assert np.abs(y - _stream(StreamingEnhancer(model), x, [160])).max() <= 1e-4
+
+
+def test_step_graph_refuses_a_mask_kind_it_does_not_know():
+    from mtakd.onnx_step import student_step_model
+
+    params = {k: v.numpy() for k, v in _student().state_dict().items()}
+    with pytest.raises(ValueError, match="mask of complex, real, tanh, got 'polar'"):
+        student_step_model(params, 161, 10, 12, 2, 1.0, mask="polar")

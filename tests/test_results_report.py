@@ -190,7 +190,7 @@ def test_report_adds_a_block_for_each_pair_and_the_pair_parser_refuses_bad_text(
            "floor01_d_mtakd_tf_s0": _table(base + 0.15, np.full(20, 2.5))}
     groups = rt.group_runs([n for n in dev if n != "noisy"])
     args = argparse.Namespace(method=None, vs=[], pair=[("d_mtakd_tf", "floor01_d_mtakd_tf")], no_figures=True,
-                              notes=str(tmp_path / "none.md"), paired="")
+                              notes=str(tmp_path / "none.md"), paired="", extra=[])
     lines, data = results.build_report(args, groups, {}, {"dev": dev}, {})
     heads = [ln for ln in lines if ln.startswith("## Paired")]
     assert heads == ["## Paired per-file comparison: (d) = d_mtakd_tf vs b_fixed",

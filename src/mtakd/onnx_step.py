@@ -125,13 +125,14 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
     from onnx import helper
 
     from .models.common import FEATURE_EPS, FEATURE_POWER, MASK_EPS  # (imports torch)
+    from .models.student import MASKS
 
     if n_freq != N_FREQ:
         raise ValueError(f"the step graph is built for the STFT's {N_FREQ} bins, the model has {n_freq}")
     if not (isinstance(hops, int) and hops >= 1):
         raise ValueError(f"hops must be an integer >= 1, got {hops!r}")
-    if mask not in ("complex", "real", "tanh"):
-        raise ValueError(f"the step graph is built for a complex, real or tanh mask, got {mask!r}")
+    if mask not in MASKS:
+        raise ValueError(f"the step graph is built for a mask of {', '.join(MASKS)}, got {mask!r}")
     p = {k: np.asarray(v, dtype=np.float32) for k, v in params.items()}
     F, H, K, A = n_freq, hidden, hops, int(lookahead)
     sh = _tensor_shapes(K, F)
