@@ -12,7 +12,9 @@
 #                       ((d) with loss.kd_teacher_error=true, the fix proposed in docs/results.md),
 #                       g_fixed83_tf ((c) at alpha 0.83, the KD share (d) learns: a control that
 #                       separates the adaptivity from the larger KD weight), h_mtakd_tf_sisdr ((d)
-#                       with loss.kd_sisdr=true: the distillation task carries the SI-SDR term too)
+#                       with loss.kd_sisdr=true: the distillation task carries the SI-SDR term too),
+#                       i_mtakd_sisdr_notf ((h) without the weighted T-F loss: the ablation of the
+#                       T-F weighting inside the method)
 # A run that was interrupted continues from its last checkpoint (--resume) when the script is
 # started again; a finished run (marker file DONE) is skipped. Each run logs to RUNS/<name>.log.
 set -euo pipefail
@@ -41,6 +43,7 @@ variant_args() {
     f_mtakd_terr) echo "--kd mtakd --tf-weight on loss.kd_teacher_error=true $KD0" ;;
     g_fixed83_tf) echo "--kd fixed --tf-weight on loss.alpha=0.83 $KD0" ;;
     h_mtakd_tf_sisdr) echo "--kd mtakd --tf-weight on loss.kd_sisdr=true" ;;
+    i_mtakd_sisdr_notf) echo "--kd mtakd --tf-weight off loss.kd_sisdr=true" ;;
     *) echo "recipes/reproduce.sh: unknown variant '$1'" >&2; return 1 ;;
   esac
 }
