@@ -26,7 +26,9 @@ import numpy as np
 
 import results_tables as rt
 
-METRICS = {"pesq": "PESQ-WB", "si_sdr_i": "SI-SDRi"}
+METRICS = {"pesq": "PESQ-WB", "si_sdr_i": "SI-SDRi", "stoi": "STOI", "estoi": "ESTOI",
+           "csig": "CSIG", "cbak": "CBAK", "covl": "COVL"}
+DEFAULT_METRICS = ("pesq", "si_sdr_i")
 
 
 def seed_tables(runs: Path, variant: str, key: str) -> dict[int | None, dict]:
@@ -69,11 +71,13 @@ def by_snr(a: dict, b: dict, metric: str, snr_of: dict[str, float] | None = None
     return out
 
 
-def table(runs: Path, pairs: list[tuple[str, str]], key: str = "dev", snr_of: dict[str, float] | None = None) -> str:
+def table(runs: Path, pairs: list[tuple[str, str]], key: str = "dev", snr_of: dict[str, float] | None = None,
+          metrics: tuple[str, ...] = DEFAULT_METRICS) -> str:
     lines = []
     for a, b in pairs:
         ta, tb = seed_tables(runs, a, key), seed_tables(runs, b, key)
-        for metric, label in METRICS.items():
+        for metric in metrics:
+            label = METRICS[metric]
             rows = by_snr(ta, tb, metric, snr_of)
             if not lines:
                 lines.append("| A - B | metric | " + " | ".join("all" if s == "all" else f"{s:+g} dB" for s, _ in rows) + " |")
@@ -89,6 +93,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pair", action="append", required=True, metavar="A:B", help="variant A minus variant B (repeatable)")
     ap.add_argument("--set", default="dev", help="which cached scores: dev (results.py's --devset), vbd, or an --extra NAME")
     ap.add_argument("--snr-from", type=Path, metavar="DIR", help="group by the input SNR measured from this paired set")
+    ap.add_argument("--metric", action="append", choices=sorted(METRICS), metavar="NAME",
+                    help=f"a per-file score to compare (repeatable; one of {', '.join(METRICS)}; default: pesq and si_sdr_i)")
     args = ap.parse_args(argv)
     pairs = []
     for p in args.pair:
@@ -97,7 +103,7 @@ def main(argv=None) -> int:
         pairs.append(tuple(p.split(":")))
     snr_of = measured_snrs(args.snr_from) if args.snr_from else None
     print("Mean per-file difference A - B by input SNR (p: Wilcoxon signed-rank; A better in k/n files):\n")
-    print(table(args.runs, pairs, args.set, snr_of))
+    print(table(args.runs, pairs, args.set, snr_of, tuple(args.metric or DEFAULT_METRICS)))
     return 0
 
 

@@ -68,3 +68,23 @@ def test_snr_from_groups_a_set_without_snrs_by_the_snr_measured_from_its_pairs(t
     _write(tmp_path / "runs" / "b_s0", [dict(r, pesq=2.0) for r in rows])
     text = paired_by_snr.table(tmp_path / "runs", [("a", "b")], snr_of=snr_of)
     assert "| +3 dB | +12 dB |" in text and "+0.100 (p nan, 1/1) | -0.100 (p nan, 0/1)" in text
+
+
+def test_metric_picks_the_scores_compared(tmp_path, capsys):
+    for v, off in (("a", 0.02), ("b", 0.0)):
+        rows = _rows({0.0: 0.0, 10.0: 0.0})
+        for r in rows:
+            r["stoi"] = 0.8 + off
+        run = tmp_path / f"{v}_s0"
+        run.mkdir(parents=True)
+        with open(run / "dev.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=FIELDS + ["stoi"])
+            w.writeheader()
+            w.writerows(rows)
+    text = paired_by_snr.table(tmp_path, [("a", "b")], metrics=("stoi",))
+    assert "| STOI |" in text and "PESQ-WB" not in text and "+0.020" in text
+    assert paired_by_snr.main(["--runs", str(tmp_path), "--pair", "a:b", "--metric", "stoi", "--metric", "pesq"]) == 0
+    out = capsys.readouterr().out
+    assert "| STOI |" in out and "| PESQ-WB |" in out and "SI-SDRi" not in out
+    with pytest.raises(SystemExit):
+        paired_by_snr.main(["--runs", str(tmp_path), "--pair", "a:b", "--metric", "loudness"])
