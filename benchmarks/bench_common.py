@@ -291,3 +291,26 @@ def write_json(path: str | os.PathLike, obj) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)) + "\n")
+
+
+def devset_snrs(devset: str | os.PathLike) -> dict[str, float | None]:
+    """``{file name: input SNR dB}`` from a dev set's ``manifest.csv`` (``mtakd build-devset``
+    writes one); any name it does not list, or every name of a set without one (recorded pairs
+    such as VoiceBank-DEMAND's), maps to None."""
+    import csv
+    from collections import defaultdict
+
+    snr: dict[str, float | None] = defaultdict(lambda: None)
+    man = Path(devset) / "manifest.csv"
+    if man.is_file():
+        with open(man, newline="") as f:
+            snr.update({r["name"]: float(r["snr"]) for r in csv.DictReader(f)})
+    return snr
+
+
+def emit(text: str, out: str | os.PathLike | None) -> None:
+    """Print a report and, with ``out``, also write it there (a markdown file)."""
+    print(text)
+    if out:
+        Path(out).write_text(text)
+

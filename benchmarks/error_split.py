@@ -20,7 +20,6 @@ in SD over-suppresses. Means per input SNR over the dev set, models scored on th
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench_common import devset_snrs, emit
 from mtakd.checkpoint import load_model
 from mtakd.data import PairedDataset
 from mtakd.stft import STFT, apply_mask
@@ -56,10 +56,7 @@ def run(devset: Path, models: dict[str, Path], max_files: int | None = None) -> 
     """``{model name: {input snr: [(SD, NR) per file]}}``; the input SNR per file is the
     manifest's (``mtakd build-devset`` writes it). A set without a manifest (recorded pairs
     such as VoiceBank-DEMAND's) is one group, keyed None, shown as "all"."""
-    snr: dict[str, float | None] = defaultdict(lambda: None)
-    if (devset / "manifest.csv").is_file():
-        with open(devset / "manifest.csv", newline="") as f:
-            snr.update({r["name"]: float(r["snr"]) for r in csv.DictReader(f)})
+    snr = devset_snrs(devset)
     pairs = PairedDataset(devset, max_files)  # evenly spaced files, read once for all models
     items = [pairs[i] for i in range(len(pairs))]
     stft = STFT()
@@ -107,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (a.devset / "clean").is_dir() or not (a.devset / "noisy").is_dir():
         ap.error(f"{a.devset}: no clean/ and noisy/ folders of paired files")
     text = table(run(a.devset, models, a.max_files))
-    print(text)
-    if a.out:
-        a.out.write_text(text)
+    emit(text, a.out)
     return 0
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench_common import emit
 from mtakd.checkpoint import load_model
 from mtakd.data import PairedDataset
 from mtakd.metrics import si_sdr
@@ -128,9 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         reports.append(inspect(name, model, items, stft))
     text = (f"{len(items)} files of {a.devset}; phase gain = SI-SDR with the complex mask minus with its "
             f"magnitude alone\n\n" + table(reports, 16000 / (2 * (stft.n_freq - 1))))
-    print(text)
-    if a.out:
-        a.out.write_text(text)
+    emit(text, a.out)
     return 0
 
 

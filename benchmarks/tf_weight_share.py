@@ -13,14 +13,13 @@ unweighted loss's weight) and their share of the weight under each ``(gamma, flo
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench_common import devset_snrs, emit
 from mtakd.data import PairedDataset
 from mtakd.losses import TFWeight
 from mtakd.stft import STFT
@@ -44,10 +43,7 @@ def shares(clean: np.ndarray, noisy: np.ndarray, weightings: list[tuple[float, f
 
 def run(devset: Path, weightings: list[tuple[float, float]], max_files: int | None = None) -> dict:
     """``{input snr or None: (noise units, units, [weight on them per weighting])}`` summed over files."""
-    snr: dict[str, float | None] = defaultdict(lambda: None)
-    if (devset / "manifest.csv").is_file():
-        with open(devset / "manifest.csv", newline="") as f:
-            snr.update({r["name"]: float(r["snr"]) for r in csv.DictReader(f)})
+    snr = devset_snrs(devset)
     pairs, stft = PairedDataset(devset, max_files), STFT()
     acc: dict = {}
     for i in range(len(pairs)):
@@ -94,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"{a.devset}: no clean/ and noisy/ folders of paired files")
     torch.set_num_threads(1)
     text = table(run(a.devset, weightings, a.max_files), weightings)
-    print(text)
-    if a.out:
-        a.out.write_text(text)
+    emit(text, a.out)
     return 0
 
 
