@@ -14,6 +14,9 @@
 #   (add --extra steady=data/devset_steady to judge the study on the steady-noise set at
 #    2.5-17.5 dB too, where docs/results_cpu_tanh.md found KD's gain largest; build it with the
 #    command in docs/mask_tanh_notes.md; EXTRA=model.args.mask=tanh for the tanh mask)
+#   (VARIANTS="... i_mtakd_sisdr_notf" adds the method without the weighted T-F loss: at the CPU
+#    budget it wins on dev and loses on the steady set, docs/results_cpu_tf.md; the GPU budget
+#    has never run it)
 # It made docs/results_gpu_five.md (565 s window on an H200: 1,084 steps x 64 per run); its
 # commands page also has the same schedule pinned, without the probe, for any machine. The
 # CPU-budget twin of this study, same variants and seeds: docs/results_cpu_five.md.
