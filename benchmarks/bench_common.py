@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmark scripts (speed.py, scaling.py, peers_onnx.py).
+"""Shared helpers of the benchmark scripts (speed.py, scaling.py, peers_onnx.py, the dev-set
+reports such as error_split.py).
 
 Import this module *before* numpy/torch/onnxruntime: importing it pins the BLAS/OpenMP
 thread pools to one thread (environment variables are read when those libraries load).

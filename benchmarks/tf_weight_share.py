@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from bench_common import devset_snrs, emit
+from mtakd.config import ConfigError
 from mtakd.data import PairedDataset
 from mtakd.losses import TFWeight
 from mtakd.stft import STFT
@@ -70,11 +71,15 @@ def table(acc: dict, weightings: list[tuple[float, float]]) -> str:
 
 
 def _weighting(text: str) -> tuple[float, float]:
-    g, sep, f = text.partition(",")
+    g, _, f = text.partition(",")
     try:
-        return float(g), float(f)
+        gamma, floor = float(g), float(f)
+        TFWeight(gamma, floor)  # the library's own range checks (gamma >= 0, floor in [0, 1])
+    except ConfigError as e:  # a ValueError too: caught first
+        raise argparse.ArgumentTypeError(f"--weighting {text}: {e}") from None
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected GAMMA,FLOOR such as 0.5,0.1, got '{text}'") from None
+    return gamma, floor
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,3 +45,6 @@ def test_cli_groups_by_the_manifest_snr(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tf_weight_share.main(["--devset", str(dev), "--weighting", "half"])
     assert "GAMMA,FLOOR" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tf_weight_share.main(["--devset", str(dev), "--weighting", "0.5,2"])
+    assert "tf_floor must be in [0, 1]" in capsys.readouterr().err
