@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from mtakd.evaluate import BUSY_SHARE
+
 METRICS = ["pesq", "stoi", "estoi", "si_sdr", "si_sdr_i", "csig", "cbak", "covl"]
 LABEL = {"pesq": "PESQ-WB", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR", "si_sdr_i": "SI-SDRi",
          "csig": "CSIG", "cbak": "CBAK", "covl": "COVL"}
@@ -293,6 +295,14 @@ def efficiency_table(rows: dict[str, dict[str, float]]) -> list[str]:
         t, s = rows["teacher"], rows["student"]
         lines.append(f"| **teacher / student** | {t['params'] / s['params']:.1f}x | {t['macs_per_s'] / s['macs_per_s']:.1f}x | "
                      f"{t['rtf_1thread'] / s['rtf_1thread']:.1f}x | {t['rtf_default'] / s['rtf_default']:.1f}x | - |")
+    shares = {name: e["cpu_share_1thread"] for name, e in rows.items() if "cpu_share_1thread" in e}
+    if shares:
+        busy = min(shares.values()) < BUSY_SHARE
+        lines += ["", "CPU share of the 1-thread timing (thread CPU time / wall time): "
+                  + ", ".join(f"{n} {v:.2f}" for n, v in shares.items())
+                  + (f". **Below {BUSY_SHARE}: the host was busy, the process waited for a core, and the RTF "
+                     "columns are inflated: not a speed result** (time them on a quiet machine: benchmarks/speed.py)."
+                     if busy else " (each had its core).")]
     return lines
 
 

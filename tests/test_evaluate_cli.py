@@ -8,7 +8,7 @@ from mtakd.checkpoint import save_checkpoint
 from mtakd.cli import main
 from mtakd.config import DataConfig
 from mtakd.data import build_devset
-from mtakd.evaluate import QUALITY_KEYS, evaluate
+from mtakd.evaluate import QUALITY_KEYS, evaluate, format_report
 from mtakd.models import build_model
 
 
@@ -37,6 +37,7 @@ def test_evaluate_noisy_and_model(devset, student_ckpt, tmp_path):
     assert len(rows) == 4 and all(math.isfinite(float(r["stoi"])) for r in rows)
     e = res["efficiency"]
     assert e["params"] > 0 and e["macs_per_s"] > 0 and 0 < e["rtf_1thread"] < 1 and e["latency_ms"] == 20
+    assert 0 < e["cpu_share_1thread"] <= 1.05  # thread CPU time cannot much exceed the wall time
 
 
 def test_cli_evaluate_and_info(devset, student_ckpt, capsys):
@@ -118,3 +119,12 @@ def test_report_names_fractional_snrs_as_they_are():
     text = format_report("m", {"summary": g, "efficiency": None, "n_files": 2, "files": [g, g],
                                "per_snr": {2.5: g, 7.5: g, -5.0: g}})
     assert "SNR +2.5 dB" in text and "SNR +7.5 dB" in text and "SNR -5 dB" in text
+
+
+def test_report_says_when_the_rtf_was_timed_on_a_busy_host():
+    res = {"summary": dict.fromkeys(QUALITY_KEYS, 1.0), "files": [], "per_snr": {}, "n_files": 1,
+           "efficiency": {"params": 10, "macs_per_s": 1e6, "rtf_1thread": 0.01, "rtf_default": 0.01,
+                          "latency_ms": 20.0, "cpu_share_1thread": 0.97}}
+    assert "busy" not in format_report("m", res)
+    res["efficiency"]["cpu_share_1thread"] = 0.5
+    assert "CPU share 0.50 during the 1-thread timing: the host was busy" in format_report("m", res)
