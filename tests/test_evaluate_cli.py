@@ -113,8 +113,6 @@ def test_narrowband_pairs_are_scored_with_pesq_nb(tmp_path, student_ckpt):
 def test_report_names_fractional_snrs_as_they_are():
     """A set mixed at VoiceBank-DEMAND's SNRs (2.5, 7.5 dB) is reported per SNR by its own
     values, not rounded (2.5 once printed as '+2', 7.5 as '+8')."""
-    from mtakd.evaluate import QUALITY_KEYS, format_report
-
     g = {k: 1.0 for k in QUALITY_KEYS}
     text = format_report("m", {"summary": g, "efficiency": None, "n_files": 2, "files": [g, g],
                                "per_snr": {2.5: g, 7.5: g, -5.0: g}})

@@ -132,12 +132,12 @@ def test_pick_example_and_tables_render():
     assert "non-causal" in tab[2] and tab[3].endswith("| 20 |") and tab[4].startswith("| **teacher / student** | 40.0x | 10.0x | 5.0x")
     assert len(tab) == 5  # dicts without a CPU share (older reports): no note
     eff["teacher"]["cpu_share_1thread"], eff["student"]["cpu_share_1thread"] = 0.99, 0.97
-    assert tab_note(rt.efficiency_table(eff)) == "CPU share of the 1-thread timing (thread CPU time / wall time): teacher 0.99, student 0.97 (each had its core)."
+    assert _tab_note(rt.efficiency_table(eff)) == "CPU share of the 1-thread timing (thread CPU time / wall time): teacher 0.99, student 0.97 (each had its core)."
     eff["student"]["cpu_share_1thread"] = 0.55  # a busy host: the note says the RTFs are no speed result
-    assert "not a speed result" in tab_note(rt.efficiency_table(eff))
+    assert "not a speed result" in _tab_note(rt.efficiency_table(eff))
 
 
-def tab_note(tab: list[str]) -> str:
+def _tab_note(tab: list[str]) -> str:
     assert tab[-2] == ""
     return tab[-1]
 

@@ -36,6 +36,7 @@ QUALITY_KEYS = ["pesq", "stoi", "estoi", "si_sdr", "si_sdr_i", "seg_snr", "csig"
 #: below this CPU share of the one-thread RTF timing, the process waited for a core
 BUSY_SHARE = 0.9
 
+
 def _nanmean(values: list[float]) -> float:
     v = [x for x in values if x is not None and math.isfinite(x)]
     return float(np.mean(v)) if v else float("nan")
