@@ -14,7 +14,9 @@
 #                       separates the adaptivity from the larger KD weight), h_mtakd_tf_sisdr ((d)
 #                       with loss.kd_sisdr=true: the distillation task carries the SI-SDR term too),
 #                       i_mtakd_sisdr_notf ((h) without the weighted T-F loss: the ablation of the
-#                       T-F weighting inside the method)
+#                       T-F weighting inside the method), j_mtakd_tf_ramp ((h) with the weighting's
+#                       strength following each utterance's SNR: uniform weights at <= 0 dB, the
+#                       full weighting at >= 10 dB, loss.tf_snr_ramp)
 # A run that was interrupted continues from its last checkpoint (--resume) when the script is
 # started again; a finished run (marker file DONE) is skipped. Each run logs to RUNS/<name>.log.
 set -euo pipefail
@@ -44,6 +46,8 @@ variant_args() {
     g_fixed83_tf) echo "--kd fixed --tf-weight on loss.alpha=0.83 $KD0" ;;
     h_mtakd_tf_sisdr) echo "--kd mtakd --tf-weight on loss.kd_sisdr=true" ;;
     i_mtakd_sisdr_notf) echo "--kd mtakd --tf-weight off loss.kd_sisdr=true" ;;
+    # quoted: the brackets would otherwise be a glob pattern to the shell that runs the line
+    j_mtakd_tf_ramp) echo "--kd mtakd --tf-weight on loss.kd_sisdr=true 'loss.tf_snr_ramp=[0,10]'" ;;
     *) echo "recipes/reproduce.sh: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

@@ -56,6 +56,41 @@ def test_tf_weight_contract():
         TFWeight()(clean, clean[:, :, :5])
 
 
+def test_tf_weight_snr_ramp():
+    """The ramp's floor follows the utterance SNR: uniform below lo, the plain weighting above hi."""
+    clean = _spec()
+    noise = _spec()
+    noise[:, :, :, :80] *= 0.01  # the same split as above: low band speech, high band noise
+    noise[:, :, :, 80:] *= 10.0
+    noisy = clean + noise
+    plain = TFWeight(gamma=1.0, floor=0.1)
+    snr = 10 * torch.log10(clean.pow(2).sum(dim=(1, 2, 3)) / noise.pow(2).sum(dim=(1, 2, 3)))
+    # ramp entirely above the utterances' SNR: uniform weights (floor 1)
+    above = TFWeight(gamma=1.0, floor=0.1, snr_ramp=(float(snr.max()) + 1, float(snr.max()) + 11))
+    assert torch.allclose(above(clean, noisy), torch.ones(2, 10, 161), atol=1e-5)
+    # ramp entirely below: exactly the plain weighting
+    below = TFWeight(gamma=1.0, floor=0.1, snr_ramp=(float(snr.min()) - 11, float(snr.min()) - 1))
+    assert torch.allclose(below(clean, noisy), plain(clean, noisy), atol=1e-6)
+    # halfway up the ramp the floor is halfway between 0.1 and 1, per utterance
+    mid = TFWeight(gamma=1.0, floor=0.1, snr_ramp=(float(snr[0]) - 5, float(snr[0]) + 5))
+    assert mid.utterance_floor(clean, noisy)[0].item() == pytest.approx(0.55, abs=1e-3)
+    w = mid(clean, noisy)
+    assert torch.allclose(w.mean(dim=(1, 2)), torch.ones(2), atol=1e-5)
+    contrast = lambda m: (m[:, :, :80].mean() / m[:, :, 80:].mean()).item()  # noqa: E731
+    assert 1.0 < contrast(w[:1]) < contrast(plain(clean, noisy)[:1])
+    for bad in [(5.0, 5.0), (10.0, 0.0), (1.0,)]:
+        with pytest.raises(ConfigError, match="tf_snr_ramp"):
+            TFWeight(snr_ramp=bad)
+
+
+def test_multitask_loss_passes_the_ramp_and_checks_it():
+    cfg = LossConfig(kd="mtakd", tf_weight=True, tf_snr_ramp=[0.0, 10.0])
+    assert MultiTaskLoss(cfg).tf_weight.snr_ramp == (0.0, 10.0)
+    assert MultiTaskLoss(LossConfig(tf_weight=True)).tf_weight.snr_ramp is None
+    with pytest.raises(ConfigError, match="tf_snr_ramp"):
+        MultiTaskLoss(LossConfig(tf_weight=False, tf_snr_ramp=[3.0, 1.0]))
+
+
 def test_gate_downweights_unreliable_units():
     err = torch.ones(1, 10, 161) * 0.1
     err[:, :, :10] = 5.0

@@ -19,7 +19,7 @@ def _run(runs: Path, variants: str, student_extra: str = "") -> subprocess.Compl
 
 def test_recipe_trains_teacher_and_variants_then_skips_finished_runs(tmp_path):
     runs = tmp_path / "runs"
-    r = _run(runs, "a_none e_mtakd_gate h_mtakd_tf_sisdr")
+    r = _run(runs, "a_none e_mtakd_gate h_mtakd_tf_sisdr j_mtakd_tf_ramp")
     assert r.returncode == 0, r.stderr + "".join(p.read_text() for p in runs.glob("*.log"))
     for name in ("teacher", "a_none_s0", "e_mtakd_gate_s0", "h_mtakd_tf_sisdr_s0"):
         assert (runs / name / "DONE").is_file() and (runs / name / "best.safetensors").is_file()
@@ -28,6 +28,9 @@ def test_recipe_trains_teacher_and_variants_then_skips_finished_runs(tmp_path):
     # the first-defined variants pin the supervised-only SI-SDR term; h is (d) with it in both tasks
     assert "kd_sisdr: false" in cfg
     assert "kd_sisdr: true" in (runs / "h_mtakd_tf_sisdr_s0" / "config.yaml").read_text()
+    # j's list override survives the recipe's two rounds of shell word splitting
+    ramp = (runs / "j_mtakd_tf_ramp_s0" / "config.yaml").read_text()
+    assert "tf_snr_ramp:\n  - 0.0\n  - 10.0" in ramp and "tf_weight: true" in ramp
     stamp = (runs / "a_none_s0" / "best.safetensors").stat().st_mtime_ns
     r = _run(runs, "a_none")  # finished runs are skipped, not retrained
     assert r.returncode == 0 and (runs / "a_none_s0" / "best.safetensors").stat().st_mtime_ns == stamp

@@ -99,6 +99,10 @@ class LossConfig:
     tf_weight: bool = False
     tf_gamma: float = 0.5
     tf_floor: float = 0.1
+    #: [lo, hi] dB: the weighting's strength follows each utterance's SNR, uniform weights at
+    #: SNR <= lo, the full weighting (tf_floor) at >= hi, linear between; [] (the default):
+    #: the same strength at every SNR (docs/method.md)
+    tf_snr_ramp: list[float] = field(default_factory=list)
     #: compression power and the magnitude share of the compressed-spectrum loss
     compress: float = 0.3
     mag_weight: float = 0.7
