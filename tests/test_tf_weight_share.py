@@ -48,3 +48,18 @@ def test_cli_groups_by_the_manifest_snr(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tf_weight_share.main(["--devset", str(dev), "--weighting", "0.5,2"])
     assert "tf_floor must be in [0, 1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tf_weight_share.main(["--devset", str(dev), "--weighting", "0.5,0.1,10,0"])
+    assert "tf_snr_ramp must be [lo, hi]" in capsys.readouterr().err
+
+
+def test_the_snr_ramp_gives_low_snr_files_their_units_share():
+    """With a ramp whose lower end is above the file's SNR the weights are uniform; with one far
+    below it they are the plain weighting's."""
+    clean, noisy = _pair()  # about +14 dB: the sine's power over 0.02-std white noise
+    w_up = tf_weight_share._weighting("0.5,0.1,30,40")
+    w_down = tf_weight_share._weighting("0.5,0.1,-40,-30")
+    n, _, (up, down, plain) = tf_weight_share.shares(clean, noisy, [w_up, w_down, (0.5, 0.1)])
+    assert up == pytest.approx(n, rel=1e-5)
+    assert down == pytest.approx(plain, rel=1e-5) and plain < n
+    assert tf_weight_share._label(w_up) == "gamma 0.5 floor 0.1 ramp 30..40 dB"
