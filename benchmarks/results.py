@@ -257,7 +257,9 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
     if "vbd" in per_set:
         out += [f"## VoiceBank-DEMAND pairs in `{args.paired}` ({len(scores['vbd']['noisy'])} files)", ""]
         out += rt.metric_table(per_set["vbd"], seeds) + [""]
-    for name, folder in args.extra:  # more dev sets: same tables as dev, no targets
+    d = args.method or rt.find_role(groups, "d")
+    spread_extra = {}
+    for name, folder in args.extra:  # more dev sets: the dev set's tables and its seed-spread test
         snrs = sorted({r["snr"] for r in scores[name]["noisy"].values() if r["snr"] == r["snr"]})
         at = f" at {'/'.join(f'{s:g}' for s in snrs)} dB" if snrs else ""
         out += [f"## Set `{name}`: `{folder}` ({len(scores[name]['noisy'])} files{at})", ""]
@@ -265,8 +267,15 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
         per_snr = rt.per_snr_table(per_set[name])
         if per_snr:
             out += ["Per SNR: PESQ-WB / SI-SDRi dB (means over seeds):", ""] + per_snr + [""]
+        per_seed = rt.per_seed_table(per_set[name], seeds)
+        if per_seed:
+            out += ["Per seed: PESQ-WB / SI-SDRi dB (each run's mean over the files):", ""] + per_seed + [""]
+        # the test on this set too: a result that holds on one set of files only is weak
+        spread_extra[name] = rt.spread_lines(per_set[name], d, rt.method_label(d) if d else "(d)",
+                                             (rt.find_role(groups, "a"), rt.find_role(groups, "b")))
+        out += [f"Seed-spread test on `{name}` (means over seeds):", "", "```"]
+        out += [f"{t['status']:4}  {t['text']}" for t in spread_extra[name]] + ["```", ""]
     paired_raw = []
-    d = args.method or rt.find_role(groups, "d")
     others = {v: None for r in ("a", "b", "c", "d") if (v := rt.find_role(groups, r)) and v != d}
     for v in args.vs:
         others.setdefault(v, None)
@@ -289,7 +298,8 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
                      for k, tabs in per_set.items()},
             "per_snr": {v: {m: {str(s): x for s, x in rt.per_snr_means(t, m).items()} for m in ("pesq", "si_sdr_i")}
                         for v, t in dev.items()},
-            "seeds": {v: s for v, s in seeds.items()}, "efficiency": eff, "paired": paired_raw, "targets": targets}
+            "seeds": {v: s for v, s in seeds.items()}, "efficiency": eff, "paired": paired_raw, "targets": targets,
+            "spread_extra": spread_extra}
     return out, data
 
 

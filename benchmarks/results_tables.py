@@ -311,8 +311,8 @@ def _line(ok: bool | None, text: str) -> dict[str, Any]:
     return {"status": "N/A" if ok is None else ("PASS" if ok else "FAIL"), "text": text}
 
 
-def _spread_lines(dev: dict[str, list[dict]], d: str | None, label: str, others) -> list[dict[str, Any]]:
-    """``d`` beats each of ``others`` by more than the seed spread, on PESQ-WB and SI-SDRi."""
+def spread_lines(dev: dict[str, list[dict]], d: str | None, label: str, others) -> list[dict[str, Any]]:
+    """``d`` beats each of ``others`` by more than the seed spread, on PESQ-WB and SI-SDRi (any set)."""
     out = []
     for other in others:
         for m in ("pesq", "si_sdr_i"):
@@ -374,8 +374,8 @@ def check_targets(dev: dict[str, list[dict]], eff: dict[str, dict], method: str 
         out.append(_line(r >= need, f">= {need}x lower {what} (teacher / student): {nums} = {r:.1f}x"))
     # 4. (d) beats (a) and (b) by more than the seed spread (larger of the two seed stds); when
     # another variant is judged as the method, the issue's own (d) is judged too, after it
-    out += _spread_lines(dev, d, label, (a, b))
+    out += spread_lines(dev, d, label, (a, b))
     role_d = find_role(names, "d")
     if method is not None and role_d and role_d != d:
-        out += _spread_lines(dev, role_d, "(d)", (a, b))
+        out += spread_lines(dev, role_d, "(d)", (a, b))
     return out

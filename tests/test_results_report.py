@@ -236,3 +236,34 @@ def test_report_has_a_section_per_extra_set_and_the_set_parser_refuses_bad_names
     steady = [r for r in data["paired"] if r["set"] == "steady" and r["metric"] == "pesq"]
     assert len(steady) == 1 and steady[0]["mean_diff"] == pytest.approx(0.2)
     assert "steady" in data["sets"] and not any("low power" in ln for ln in lines)
+    # the seed-spread test runs on the extra set too (one seed each here: N/A, not a pass)
+    assert data["spread_extra"]["steady"][0]["status"] == "N/A"
+    assert "Seed-spread test on `steady` (means over seeds):" in lines
+
+
+def test_extra_set_seed_spread_test_passes_and_fails_on_that_sets_numbers(tmp_path):
+    import argparse
+
+    import results
+
+    base = np.linspace(1.5, 2.5, 20)
+
+    def tabs(lead):  # the method leads (a) by `lead` PESQ-WB and 1 dB; seeds differ by +-0.01 / 0.1 dB
+        t = {"noisy": _table(base, np.zeros(20))}
+        for s, e in enumerate((-0.01, 0.0, 0.01)):
+            t[f"a_none_s{s}"] = _table(base + 0.1 + e, np.full(20, 1.0 + 10 * e))
+            t[f"d_mtakd_tf_s{s}"] = _table(base + 0.1 + lead + e, np.full(20, 2.0 + 10 * e))
+        return t
+
+    scores = {"dev": tabs(0.05), "steady": tabs(0.005)}
+    groups = rt.group_runs([n for n in scores["dev"] if n != "noisy"])
+    args = argparse.Namespace(method=None, vs=[], pair=[], no_figures=True, notes=str(tmp_path / "none.md"),
+                              paired="", extra=[("steady", "x")])
+    lines, data = results.build_report(args, groups, {}, scores, {})
+    steady = data["spread_extra"]["steady"]
+    assert [t["status"] for t in steady[:2]] == ["FAIL", "PASS"]  # 0.005 < spread 0.01; 1 dB > 0.1 dB
+    assert steady[2]["status"] == "N/A" and "variant missing" in steady[2]["text"]  # no (b)
+    dev_spread = [t for t in data["targets"] if "seed spread" in t["text"]]
+    assert [t["status"] for t in dev_spread[:2]] == ["PASS", "PASS"]
+    i = next(k for k, ln in enumerate(lines) if ln.startswith("## Set `steady`: `x` (20 files"))
+    assert any(ln.startswith("| d_mtakd_tf |") for ln in lines[i:])
