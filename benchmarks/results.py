@@ -270,9 +270,13 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
         per_seed = rt.per_seed_table(per_set[name], seeds)
         if per_seed:
             out += ["Per seed: PESQ-WB / SI-SDRi dB (each run's mean over the files):", ""] + per_seed + [""]
-        # the test on this set too: a result that holds on one set of files only is weak
-        spread_extra[name] = rt.spread_lines(per_set[name], d, rt.method_label(d) if d else "(d)",
-                                             (rt.find_role(groups, "a"), rt.find_role(groups, "b")))
+        # the test on this set too (a result that holds on one set of files only is
+        # weak), for the method and each variant it is compared with (--vs) other than (a), (b)
+        a_b = (rt.find_role(groups, "a"), rt.find_role(groups, "b"))
+        spread_extra[name] = rt.spread_lines(per_set[name], d, rt.method_label(d) if d else "(d)", a_b)
+        for v in args.vs:
+            if v not in a_b and v != d and v in groups:
+                spread_extra[name] += rt.spread_lines(per_set[name], v, rt.method_label(v), a_b)
         out += [f"Seed-spread test on `{name}` (means over seeds):", "", "```"]
         out += [f"{t['status']:4}  {t['text']}" for t in spread_extra[name]] + ["```", ""]
     paired_raw = []

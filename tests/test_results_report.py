@@ -261,8 +261,16 @@ def test_extra_set_seed_spread_test_passes_and_fails_on_that_sets_numbers(tmp_pa
                               paired="", extra=[("steady", "x")])
     lines, data = results.build_report(args, groups, {}, scores, {})
     steady = data["spread_extra"]["steady"]
+    assert len(steady) == 4  # the method against (a) and (b), two metrics
     assert [t["status"] for t in steady[:2]] == ["FAIL", "PASS"]  # 0.005 < spread 0.01; 1 dB > 0.1 dB
     assert steady[2]["status"] == "N/A" and "variant missing" in steady[2]["text"]  # no (b)
+    # a variant the method is compared with (--vs) gets the same test on the extra set
+    for v in scores:
+        scores[v] = dict(scores[v], **{f"h_x_s{s}": scores[v][f"a_none_s{s}"] for s in range(3)})
+    args.vs = ["h_x", "a_none"]
+    lines, data = results.build_report(args, rt.group_runs([n for n in scores["dev"] if n != "noisy"]), {}, scores, {})
+    h_lines = [t for t in data["spread_extra"]["steady"] if t["text"].startswith("(h_x) beats a_none")]
+    assert len(data["spread_extra"]["steady"]) == 8 and [t["status"] for t in h_lines] == ["FAIL", "FAIL"]
     dev_spread = [t for t in data["targets"] if "seed spread" in t["text"]]
     assert [t["status"] for t in dev_spread[:2]] == ["PASS", "PASS"]
     i = next(k for k, ln in enumerate(lines) if ln.startswith("## Set `steady`: `x` (20 files"))
