@@ -78,6 +78,11 @@ def test_tf_weight_snr_ramp():
     assert torch.allclose(w.mean(dim=(1, 2)), torch.ones(2), atol=1e-5)
     contrast = lambda m: (m[:, :, :80].mean() / m[:, :, 80:].mean()).item()  # noqa: E731
     assert 1.0 < contrast(w[:1]) < contrast(plain(clean, noisy)[:1])
+    # half precision: the utterance's total power (~1e8 here) overflows float16, the floor does not
+    big_c, big_n = (100 * clean).half(), (100 * noisy).half()
+    half_floor = mid.utterance_floor(big_c, big_n)
+    assert half_floor.dtype == torch.float16 and torch.isfinite(half_floor).all()
+    assert half_floor[0].item() == pytest.approx(0.55, abs=1e-2)
     for bad in [(5.0, 5.0), (10.0, 0.0), (1.0,)]:
         with pytest.raises(ConfigError, match="tf_snr_ramp"):
             TFWeight(snr_ramp=bad)

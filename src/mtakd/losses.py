@@ -83,9 +83,11 @@ class TFWeight(nn.Module):
 
     ``snr_ramp = (lo, hi)`` (dB) makes the strength follow each utterance's SNR, measured on
     the same spectra as ``10 log10(sum |S|^2 / sum |Y - S|^2)``: the utterance's floor is 1
-    (uniform weights) at SNR <= lo, ``floor`` at SNR >= hi, and linear in between. Why: the
-    weighting trades residual noise for less speech distortion, and at low SNR the residual
-    is what decides the outcome (docs/results_cpu_tf_notes.md).
+    (uniform weights) at SNR <= lo, ``floor`` at SNR >= hi, and linear in between. The idea:
+    the weighting trades residual noise for less speech distortion, and at low SNR the residual
+    decides the outcome (docs/results_cpu_tf_notes.md). Tried with [0, 10] dB, it moved the
+    trade for every input SNR alike, not per SNR (docs/results_cpu_ramp.md), so it is off by
+    default.
     """
 
     def __init__(self, gamma: float = 0.5, floor: float = 0.1, eps: float = 1e-8,
@@ -106,12 +108,13 @@ class TFWeight(nn.Module):
         """Each utterance's floor ``(B, 1, 1)``: ``floor`` everywhere without a ramp."""
         if self.snr_ramp is None:
             return torch.full((clean.shape[0], 1, 1), self.floor, device=clean.device, dtype=clean.dtype)
-        ps = _unit_power(clean).sum(dim=(1, 2))
-        pn = _unit_power(noisy - clean).sum(dim=(1, 2))
+        # summed in float32: an utterance's total power can overflow half precision
+        ps = _unit_power(clean.float()).sum(dim=(1, 2))
+        pn = _unit_power((noisy - clean).float()).sum(dim=(1, 2))
         snr = 10.0 * torch.log10((ps + self.eps) / (pn + self.eps))
         lo, hi = self.snr_ramp
         strength = ((snr - lo) / (hi - lo)).clamp(0.0, 1.0)  # 0: uniform, 1: the full weighting
-        return (1.0 - strength * (1.0 - self.floor)).view(-1, 1, 1)
+        return (1.0 - strength * (1.0 - self.floor)).view(-1, 1, 1).to(clean.dtype)
 
     @torch.no_grad()
     def forward(self, clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
