@@ -315,3 +315,19 @@ def emit(text: str, out: str | os.PathLike | None) -> None:
     if out:
         Path(out).write_text(text)
 
+
+
+def model_args(ap, specs: list[str], devset: Path) -> dict[str, Path]:
+    """``--model NAME=CKPT`` values as ``{name: path}``, and the dev set checked for paired
+    files; a mistake is a one-line ``ap.error`` naming the argument, not a traceback."""
+    models = {}
+    for m in specs:
+        name, sep, path = m.partition("=")
+        if not sep:
+            ap.error(f"--model wants NAME=CKPT, got {m!r}")
+        if not Path(path).is_file():
+            ap.error(f"--model {name}: checkpoint {path} not found")
+        models[name] = Path(path)
+    if not (Path(devset) / "clean").is_dir() or not (Path(devset) / "noisy").is_dir():
+        ap.error(f"{devset}: no clean/ and noisy/ folders of paired files")
+    return models

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_common import devset_snrs, emit
+from bench_common import devset_snrs, emit, model_args
 from mtakd.checkpoint import load_model
 from mtakd.data import PairedDataset
 from mtakd.stft import STFT, apply_mask
@@ -93,16 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="also write the table to this markdown file")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    models = {}
-    for m in a.model:
-        name, sep, path = m.partition("=")
-        if not sep:
-            ap.error(f"--model wants NAME=CKPT, got {m!r}")
-        if not Path(path).is_file():
-            ap.error(f"--model {name}: checkpoint {path} not found")
-        models[name] = Path(path)
-    if not (a.devset / "clean").is_dir() or not (a.devset / "noisy").is_dir():
-        ap.error(f"{a.devset}: no clean/ and noisy/ folders of paired files")
+    models = model_args(ap, a.model, a.devset)
     text = table(run(a.devset, models, a.max_files))
     emit(text, a.out)
     return 0
