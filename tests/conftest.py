@@ -49,3 +49,15 @@ def ckpt(student, tmp_path):
     p.parent.mkdir()
     save_checkpoint(p, student)
     return p
+
+
+@pytest.fixture
+def tiny_devset(tmp_path):
+    """A generated dev set of ``mtakd build-devset``'s layout: one 1 s file at 0 and at 10 dB,
+    with its manifest (for the per-SNR reports of benchmarks/)."""
+    from mtakd.config import DataConfig
+    from mtakd.data import build_devset
+
+    dev = tmp_path / "dev"
+    build_devset(DataConfig(source="synthetic"), dev, snrs=(0, 10), per_snr=1, segment_s=1.0)
+    return dev

@@ -13,9 +13,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import error_split  # noqa: E402
 
-from mtakd.checkpoint import save_checkpoint
-from mtakd.config import DataConfig
-from mtakd.data import build_devset
 from mtakd.inference import enhance_waveform
 from mtakd.models import build_model
 from mtakd.stft import STFT
@@ -67,12 +64,8 @@ def test_the_two_parts_add_up_to_the_enhanced_output():
     assert torch.allclose(s_hat + n_hat, out, atol=1e-5)
 
 
-def test_cli_writes_a_table_per_snr(tmp_path, capsys):
-    dev = tmp_path / "dev"
-    build_devset(DataConfig(source="synthetic"), dev, snrs=(0, 10), per_snr=1, segment_s=1.0)
-    torch.manual_seed(0)
-    ckpt = tmp_path / "s.safetensors"
-    save_checkpoint(ckpt, build_model("student", {"input_size": 8, "hidden": 8, "layers": 1}))
+def test_cli_writes_a_table_per_snr(tmp_path, capsys, tiny_devset, ckpt):
+    dev = tiny_devset
     out = tmp_path / "split.md"
     assert error_split.main(["--devset", str(dev), "--model", f"tiny={ckpt}", "--out", str(out)]) == 0
     rows = [line for line in out.read_text().splitlines() if line.startswith("| tiny |")]

@@ -13,9 +13,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import mask_power  # noqa: E402
 
-from mtakd.checkpoint import save_checkpoint
-from mtakd.config import DataConfig
-from mtakd.data import build_devset
 from mtakd.inference import enhance_waveform
 from mtakd.metrics import si_sdr
 from mtakd.models import build_model
@@ -46,12 +43,8 @@ def test_beta_one_scores_the_enhancers_own_output_and_a_higher_beta_suppresses_m
     assert two != pytest.approx(one, abs=1e-3)
 
 
-def test_cli_writes_a_row_per_model_and_beta(tmp_path, capsys):
-    dev = tmp_path / "dev"
-    build_devset(DataConfig(source="synthetic"), dev, snrs=(0, 10), per_snr=1, segment_s=1.0)
-    torch.manual_seed(0)
-    ckpt = tmp_path / "s.safetensors"
-    save_checkpoint(ckpt, build_model("student", {"input_size": 8, "hidden": 8, "layers": 1}))
+def test_cli_writes_a_row_per_model_and_beta(tmp_path, capsys, tiny_devset, ckpt):
+    dev = tiny_devset
     out = tmp_path / "power.md"
     assert mask_power.main(["--devset", str(dev), "--model", f"tiny={ckpt}", "--beta", "1", "--beta", "2",
                             "--out", str(out)]) == 0
