@@ -83,6 +83,8 @@ def test_tf_weight_snr_ramp():
     half_floor = mid.utterance_floor(big_c, big_n)
     assert half_floor.dtype == torch.float16 and torch.isfinite(half_floor).all()
     assert half_floor[0].item() == pytest.approx(0.55, abs=1e-2)
+    w_half = mid(big_c, big_n)
+    assert w_half.dtype == torch.float16 and torch.allclose(w_half.float(), mid(100 * clean, 100 * noisy), atol=1e-2)
     for bad in [(5.0, 5.0), (10.0, 0.0), (1.0,)]:
         with pytest.raises(ConfigError, match="tf_snr_ramp"):
             TFWeight(snr_ramp=bad)

@@ -106,23 +106,28 @@ class TFWeight(nn.Module):
 
     def utterance_floor(self, clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
         """Each utterance's floor ``(B, 1, 1)``: ``floor`` everywhere without a ramp."""
+        c, y = clean.float(), noisy.float()
+        return self._floor(_unit_power(c), _unit_power(y - c)).to(clean.dtype)
+
+    def _floor(self, ps: torch.Tensor, pn: torch.Tensor) -> torch.Tensor:
+        # from the unit powers (B, T, F) of speech and noise, which forward has computed anyway
         if self.snr_ramp is None:
-            return torch.full((clean.shape[0], 1, 1), self.floor, device=clean.device, dtype=clean.dtype)
-        # summed in float32: an utterance's total power can overflow half precision
-        ps = _unit_power(clean.float()).sum(dim=(1, 2))
-        pn = _unit_power((noisy - clean).float()).sum(dim=(1, 2))
-        snr = 10.0 * torch.log10((ps + self.eps) / (pn + self.eps))
+            return torch.full((ps.shape[0], 1, 1), self.floor, device=ps.device, dtype=ps.dtype)
+        snr = 10.0 * torch.log10((ps.sum(dim=(1, 2)) + self.eps) / (pn.sum(dim=(1, 2)) + self.eps))
         lo, hi = self.snr_ramp
         strength = ((snr - lo) / (hi - lo)).clamp(0.0, 1.0)  # 0: uniform, 1: the full weighting
-        return (1.0 - strength * (1.0 - self.floor)).view(-1, 1, 1).to(clean.dtype)
+        return (1.0 - strength * (1.0 - self.floor)).view(-1, 1, 1)
 
     @torch.no_grad()
     def forward(self, clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
         _check_same(clean, noisy, "TFWeight")
-        ps = _unit_power(clean)
-        r = ps / (ps + _unit_power(noisy - clean) + self.eps)
-        floor = self.utterance_floor(clean, noisy)
-        return _normalise(floor + (1.0 - floor) * r.clamp(0, 1) ** self.gamma)
+        # in float32 whatever the spectra's precision: a unit's power, and an utterance's sum of
+        # them, can overflow half precision (65504); the weights go back in the input's dtype
+        c, y = clean.float(), noisy.float()
+        ps, pn = _unit_power(c), _unit_power(y - c)
+        r = ps / (ps + pn + self.eps)
+        floor = self._floor(ps, pn)
+        return _normalise(floor + (1.0 - floor) * r.clamp(0, 1) ** self.gamma).to(clean.dtype)
 
 
 class TeacherGate(nn.Module):
