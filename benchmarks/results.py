@@ -254,10 +254,12 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
     per_seed = rt.per_seed_table(dev, seeds)
     if per_seed:
         out += ["Per seed: PESQ-WB / SI-SDRi dB (each run's mean over the files):", ""] + per_seed + [""]
+    d = args.method or rt.find_role(groups, "d")
+    a_b = (rt.find_role(groups, "a"), rt.find_role(groups, "b"))
+    out += rt.within_seed_table(dev, seeds, d, rt.method_label(d) if d else "(d)", a_b)
     if "vbd" in per_set:
         out += [f"## VoiceBank-DEMAND pairs in `{args.paired}` ({len(scores['vbd']['noisy'])} files)", ""]
         out += rt.metric_table(per_set["vbd"], seeds) + [""]
-    d = args.method or rt.find_role(groups, "d")
     spread_extra = {}
     for name, folder in args.extra:  # more dev sets: the dev set's tables and its seed-spread test
         snrs = sorted({r["snr"] for r in scores[name]["noisy"].values() if r["snr"] == r["snr"]})
@@ -270,9 +272,9 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
         per_seed = rt.per_seed_table(per_set[name], seeds)
         if per_seed:
             out += ["Per seed: PESQ-WB / SI-SDRi dB (each run's mean over the files):", ""] + per_seed + [""]
+        out += rt.within_seed_table(per_set[name], seeds, d, rt.method_label(d) if d else "(d)", a_b)
         # the test on this set too (a result that holds on one set of files only is
         # weak), for the method and each variant it is compared with (--vs) other than (a), (b)
-        a_b = (rt.find_role(groups, "a"), rt.find_role(groups, "b"))
         spread_extra[name] = rt.spread_lines(per_set[name], d, rt.method_label(d) if d else "(d)", a_b)
         for v in args.vs:
             if v not in a_b and v != d and v in groups:

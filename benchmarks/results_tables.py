@@ -218,6 +218,34 @@ def per_seed_table(variants: dict[str, list[dict]], seeds: dict[str, list]) -> l
     return lines
 
 
+def within_seed_table(variants: dict[str, list[dict]], seeds: dict[str, list], d: str | None, label: str,
+                      others) -> list[str]:
+    """``d`` minus each of ``others``, seed by seed, on PESQ-WB and SI-SDRi: every variant of a
+    seed trains on the same mixtures in the same order, so a hard seed is hard for all of them;
+    the seed-spread test sets the two variants' stds side by side as if the seeds were unrelated,
+    and this is the paired view beside it. Rows only where the two share >= 2 seeds."""
+    rows = []
+    for other in others:
+        if not (d and other and d in variants and other in variants):
+            continue
+        a = {x: t for x, t in zip(seeds.get(d, []), variants[d]) if x is not None}
+        b = {x: t for x, t in zip(seeds.get(other, []), variants[other]) if x is not None}
+        common = sorted(set(a) & set(b))
+        if len(common) < 2:
+            continue
+        for m, digits in (("pesq", 3), ("si_sdr_i", 2)):
+            diffs = [table_mean(a[x], m) - table_mean(b[x], m) for x in common]
+            ahead = sum(x > 0 for x in diffs)
+            rows.append(f"| {label} - {other} | {LABEL[m]} | {', '.join(str(x) for x in common)} | "
+                        + ", ".join(f"{x:+.{digits}f}" for x in diffs)
+                        + f" | {np.mean(diffs):+.{digits}f} ± {np.std(diffs, ddof=1):.{digits}f} | {ahead}/{len(diffs)} |")
+    if not rows:
+        return []
+    return ["Within each seed (same mixtures): the method minus each baseline, per seed, and the mean ± std "
+            "of those differences:", "", "| comparison | metric | seeds | per-seed differences | mean ± std | "
+            "seeds ahead |", "|---|---|---|---|---|---|"] + rows + [""]
+
+
 def per_snr_table(variants: dict[str, list[dict]]) -> list[str]:
     """PESQ-WB / SI-SDRi per SNR (means over seeds)."""
     pesq = {v: per_snr_means(t, "pesq") for v, t in variants.items()}

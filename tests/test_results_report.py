@@ -262,6 +262,12 @@ def test_extra_set_seed_spread_test_passes_and_fails_on_that_sets_numbers(tmp_pa
     lines, data = results.build_report(args, groups, {}, scores, {})
     steady = data["spread_extra"]["steady"]
     assert len(steady) == 4  # the method against (a) and (b), two metrics
+    # within each seed the lead is exactly 0.005 / 1 dB: the paired view shows it in every seed,
+    # where the spread test above fails on PESQ-WB
+    i = next(k for k, ln in enumerate(lines) if ln.startswith("## Set `steady`"))
+    paired = [ln for ln in lines[i:] if ln.startswith("| (d) - a_none |")]
+    assert paired == ["| (d) - a_none | PESQ-WB | 0, 1, 2 | +0.005, +0.005, +0.005 | +0.005 ± 0.000 | 3/3 |",
+                      "| (d) - a_none | SI-SDRi | 0, 1, 2 | +1.00, +1.00, +1.00 | +1.00 ± 0.00 | 3/3 |"]
     assert [t["status"] for t in steady[:2]] == ["FAIL", "PASS"]  # 0.005 < spread 0.01; 1 dB > 0.1 dB
     assert steady[2]["status"] == "N/A" and "variant missing" in steady[2]["text"]  # no (b)
     # a variant the method is compared with (--vs) gets the same test on the extra set
