@@ -56,3 +56,30 @@ def test_cli_writes_a_row_per_model_and_beta(tmp_path, capsys, tiny_devset, ckpt
     with pytest.raises(SystemExit):
         mask_power.main(["--devset", str(dev), "--model", str(ckpt)])
     assert "NAME=CKPT" in capsys.readouterr().err
+
+
+def test_adaptive_beta_follows_the_snr_the_mask_implies():
+    torch.manual_seed(0)
+    spec = torch.randn(3, 2, 6, 161)
+    mask = torch.zeros_like(spec)
+    mask[0, 0] = 1.0  # keeps everything: no removed power, a very high implied SNR -> beta 1
+    mask[1, 0] = 0.1  # keeps 1 %, removes 81 %: -19 dB -> beta_max
+    g = 1.0 / (1.0 + 10 ** -0.25)  # kept / removed power = (g / (1 - g))^2 = 10^0.5: +5 dB, the ramp's middle
+    mask[2, 0] = g
+    beta = mask_power.adaptive_beta(spec, mask, 2.0, 0.0, 10.0)
+    assert beta.tolist() == pytest.approx([1.0, 2.0, 1.5], abs=1e-3)
+    p = mask_power.powered(mask, beta)  # one beta per utterance
+    assert torch.allclose(p[0], mask[0]) and torch.allclose(p[1, 0], torch.full_like(p[1, 0], 0.01))
+    assert mask_power.label((2.0, 0.0, 10.0)) == "adaptive 2 at <= 0 dB, 1 at >= 10 dB"
+
+
+def test_cli_adaptive_rows_and_errors(tmp_path, capsys, tiny_devset, ckpt):
+    out = tmp_path / "power.md"
+    assert mask_power.main(["--devset", str(tiny_devset), "--model", f"tiny={ckpt}", "--beta", "1",
+                            "--adaptive", "2,0,10", "--no-pesq", "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| tiny |")]
+    assert [r.split("|")[2].strip() for r in rows] == ["1", "adaptive 2 at <= 0 dB, 1 at >= 10 dB"]
+    for bad, msg in (("2,10", "BMAX,LO,HI"), ("2,10,0", "LO < HI")):
+        with pytest.raises(SystemExit):
+            mask_power.main(["--devset", str(tiny_devset), "--model", f"tiny={ckpt}", "--adaptive", bad])
+        assert msg in capsys.readouterr().err
