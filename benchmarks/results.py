@@ -255,8 +255,9 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
     if per_seed:
         out += ["Per seed: PESQ-WB / SI-SDRi dB (each run's mean over the files):", ""] + per_seed + [""]
     d = args.method or rt.find_role(groups, "d")
+    d_label = rt.method_label(d) if d else "(d)"
     a_b = (rt.find_role(groups, "a"), rt.find_role(groups, "b"))
-    out += rt.within_seed_table(dev, seeds, d, rt.method_label(d) if d else "(d)", a_b)
+    out += rt.within_seed_table(dev, seeds, d, d_label, a_b)
     if "vbd" in per_set:
         out += [f"## VoiceBank-DEMAND pairs in `{args.paired}` ({len(scores['vbd']['noisy'])} files)", ""]
         out += rt.metric_table(per_set["vbd"], seeds) + [""]
@@ -272,10 +273,10 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
         per_seed = rt.per_seed_table(per_set[name], seeds)
         if per_seed:
             out += ["Per seed: PESQ-WB / SI-SDRi dB (each run's mean over the files):", ""] + per_seed + [""]
-        out += rt.within_seed_table(per_set[name], seeds, d, rt.method_label(d) if d else "(d)", a_b)
+        out += rt.within_seed_table(per_set[name], seeds, d, d_label, a_b)
         # the test on this set too (a result that holds on one set of files only is
         # weak), for the method and each variant it is compared with (--vs) other than (a), (b)
-        spread_extra[name] = rt.spread_lines(per_set[name], d, rt.method_label(d) if d else "(d)", a_b)
+        spread_extra[name] = rt.spread_lines(per_set[name], d, d_label, a_b)
         for v in args.vs:
             if v not in a_b and v != d and v in groups:
                 spread_extra[name] += rt.spread_lines(per_set[name], v, rt.method_label(v), a_b)
@@ -285,7 +286,7 @@ def build_report(args, groups, runs, scores, eff) -> tuple[list[str], dict]:
     others = {v: None for r in ("a", "b", "c", "d") if (v := rt.find_role(groups, r)) and v != d}
     for v in args.vs:
         others.setdefault(v, None)
-    blocks = [(d, rt.method_label(d) if d else "(d)", list(others))]
+    blocks = [(d, d_label, list(others))]
     role_d = rt.find_role(groups, "d")
     if args.method and role_d and role_d != d:  # the issue's own test: (d) against (a), (b), (c)
         blocks.append((role_d, "(d)", [v for r in ("a", "b", "c") if (v := rt.find_role(groups, r))]))

@@ -202,6 +202,11 @@ def metric_table(variants: dict[str, list[dict]], seeds: dict[str, list], metric
     return lines
 
 
+def _by_seed(tables: list[dict], seeds: list) -> dict:
+    """``{seed: table}`` for a variant's tables (in its seeds' order); unseeded runs left out."""
+    return {x: t for x, t in zip(seeds, tables) if x is not None}
+
+
 def per_seed_table(variants: dict[str, list[dict]], seeds: dict[str, list]) -> list[str]:
     """PESQ-WB / SI-SDRi of each seeded run (its mean over the files), one column per seed:
     the spread behind the ± of the main table, and the within-seed comparison of variants."""
@@ -210,7 +215,7 @@ def per_seed_table(variants: dict[str, list[dict]], seeds: dict[str, list]) -> l
         return []
     lines = ["| system | " + " | ".join(f"seed {x}" for x in all_seeds) + " |", "|---|" + "---|" * len(all_seeds)]
     for v, tables in variants.items():
-        by_seed = {x: t for x, t in zip(seeds.get(v, []), tables) if x is not None}
+        by_seed = _by_seed(tables, seeds.get(v, []))
         if by_seed:
             cells = [f"{table_mean(by_seed[x], 'pesq'):.3f} / {table_mean(by_seed[x], 'si_sdr_i'):.2f}"
                      if x in by_seed else "-" for x in all_seeds]
@@ -228,8 +233,7 @@ def within_seed_table(variants: dict[str, list[dict]], seeds: dict[str, list], d
     for other in others:
         if not (d and other and d in variants and other in variants):
             continue
-        a = {x: t for x, t in zip(seeds.get(d, []), variants[d]) if x is not None}
-        b = {x: t for x, t in zip(seeds.get(other, []), variants[other]) if x is not None}
+        a, b = _by_seed(variants[d], seeds.get(d, [])), _by_seed(variants[other], seeds.get(other, []))
         common = sorted(set(a) & set(b))
         if len(common) < 2:
             continue
