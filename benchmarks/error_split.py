@@ -11,11 +11,15 @@ output into a speech part ``S_hat = M S`` and a noise part ``N_hat = M N``
   how much of the noise it removes.
 
 A student that lags its teacher mostly in NR at low SNR under-suppresses there; one that lags
-in SD over-suppresses. Means per input SNR over the dev set, models scored on the same files::
+in SD over-suppresses. Means per input SNR over the dev set, models scored on the same files.
+``--bands 0,1000,4000,8000`` adds the same two numbers per frequency band (Hz edges), from the
+spectra's energy in each band's bins summed over the file: where in frequency a model removes
+less noise or alters more speech::
 
     PYTHONPATH=src python benchmarks/error_split.py --devset data/devset \
         --model teacher=src/mtakd/pretrained/teacher.safetensors \
-        --model student=src/mtakd/pretrained/student.safetensors [--out docs/error_split.md]
+        --model student=src/mtakd/pretrained/student.safetensors [--bands 0,1000,4000,8000] \
+        [--out docs/error_split.md]
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ import torch
 from bench_common import devset_snrs, emit, model_args
 from mtakd.checkpoint import load_model
 from mtakd.data import PairedDataset
-from mtakd.stft import STFT, apply_mask
+from mtakd.stft import N_FFT, SAMPLE_RATE, STFT, apply_mask
 
 
 def _db(num: float, den: float) -> float:
@@ -50,6 +54,65 @@ def split(model: torch.nn.Module, stft: STFT, clean: np.ndarray, noisy: np.ndarr
     sd = _db(float(np.sum((s0 - s_hat) ** 2)), float(np.sum(s0 ** 2)))
     nr = _db(float(np.sum(n0 ** 2)), float(np.sum(n_hat.astype(np.float64) ** 2)))
     return sd, nr
+
+
+@torch.inference_mode()
+def split_bands(model: torch.nn.Module, stft: STFT, clean: np.ndarray, noisy: np.ndarray,
+                edges: list[float]) -> list[tuple[float, float]]:
+    """``[(SD dB, NR dB)]`` per frequency band ``[edges[i], edges[i+1])`` Hz (the last band
+    includes its upper edge) for one file, from the STFT-domain energies of the speech and
+    noise parts and of what the mask leaves of them, summed over the band's bins and frames."""
+    s = torch.from_numpy(clean).float()[None]
+    n = torch.from_numpy(noisy).float()[None] - s
+    S, N = stft(s), stft(n)  # (1, 2, T, F)
+    mask = model(S + N)
+    power = lambda x: (x * x).sum(1)[0].double()  # noqa: E731  (T, F)
+    err_s, ps = power(apply_mask(S, mask) - S), power(S)
+    pn, pn_hat = power(N), power(apply_mask(N, mask))
+    freqs = np.arange(S.shape[-1]) * SAMPLE_RATE / N_FFT
+    out = []
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        last = i == len(edges) - 2
+        sel = torch.from_numpy((freqs >= lo) & ((freqs <= hi) if last else (freqs < hi)))
+        out.append((_db(float(err_s[:, sel].sum()), float(ps[:, sel].sum())),
+                    _db(float(pn[:, sel].sum()), float(pn_hat[:, sel].sum()))))
+    return out
+
+
+def run_bands(devset: Path, models: dict[str, Path], edges: list[float],
+              max_files: int | None = None) -> dict[str, np.ndarray]:
+    """``{model name: (files, bands, 2) array of (SD, NR)}``."""
+    pairs = PairedDataset(devset, max_files)
+    items = [pairs[i] for i in range(len(pairs))]
+    stft = STFT()
+    out = {}
+    for name, path in models.items():
+        model = load_model(path).eval()
+        out[name] = np.asarray([split_bands(model, stft, np.asarray(it["clean"]), np.asarray(it["noisy"]), edges)
+                                for it in items])
+    return out
+
+
+def band_table(res: dict[str, np.ndarray], edges: list[float]) -> str:
+    """One column per band: mean over files of SD / NR."""
+    labels = [f"{lo / 1000:g}-{hi / 1000:g} kHz" for lo, hi in zip(edges[:-1], edges[1:])]
+    lines = ["Per frequency band: speech distortion SD dB / noise reduction NR dB, mean over files:", "",
+             "| model | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for name, a in res.items():
+        lines.append(f"| {name} | " + " | ".join(f"{a[:, b, 0].mean():.1f} / {a[:, b, 1].mean():.1f}"
+                                                 for b in range(a.shape[1])) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_edges(text: str) -> list[float]:
+    """``"0,1000,8000"`` -> ascending band edges in Hz within 0..Nyquist (ValueError otherwise)."""
+    try:
+        edges = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--bands wants comma-separated frequencies in Hz, got {text!r}") from None
+    if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])) or edges[0] < 0 or edges[-1] > SAMPLE_RATE / 2:
+        raise ValueError(f"--bands wants at least two ascending edges within 0..{SAMPLE_RATE // 2} Hz, got {text!r}")
+    return edges
 
 
 def run(devset: Path, models: dict[str, Path], max_files: int | None = None) -> dict[str, dict[float | None, list[tuple[float, float]]]]:
@@ -90,11 +153,18 @@ def main(argv: list[str] | None = None) -> int:
                     "per-SNR columns, as mtakd build-devset writes it)")
     ap.add_argument("--model", action="append", required=True, metavar="NAME=CKPT", help="a checkpoint to score (repeat)")
     ap.add_argument("--max-files", type=int, default=None)
+    ap.add_argument("--bands", metavar="HZ,HZ,...", help="also split by frequency band, e.g. 0,1000,4000,8000")
     ap.add_argument("--out", type=Path, default=None, help="also write the table to this markdown file")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
+    try:
+        edges = parse_edges(a.bands) if a.bands else None
+    except ValueError as e:
+        ap.error(str(e))
     models = model_args(ap, a.model, a.devset)
     text = table(run(a.devset, models, a.max_files))
+    if edges:
+        text += "\n" + band_table(run_bands(a.devset, models, edges, a.max_files), edges)
     emit(text, a.out)
     return 0
 

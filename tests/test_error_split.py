@@ -83,3 +83,43 @@ def test_cli_writes_a_table_per_snr(tmp_path, capsys, tiny_devset, ckpt):
     with pytest.raises(SystemExit):
         error_split.main(["--devset", str(tmp_path), "--model", f"tiny={ckpt}"])
     assert "no clean/ and noisy/" in capsys.readouterr().err
+
+
+class BandMask(nn.Module):
+    """A real mask of ``low`` below ``cut`` Hz and ``high`` from it up."""
+
+    def __init__(self, low: float, high: float, cut: float):
+        super().__init__()
+        self.low, self.high, self.cut = low, high, cut
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        from mtakd.stft import N_FFT, SAMPLE_RATE
+
+        f = torch.arange(spec.shape[-1]) * SAMPLE_RATE / N_FFT
+        m = torch.zeros_like(spec)
+        m[:, 0] = torch.where(f < self.cut, self.low, self.high)
+        return m
+
+
+def test_bands_give_each_band_its_own_gain():
+    clean, noisy = _pair()
+    (sd_lo, nr_lo), (sd_hi, nr_hi) = error_split.split_bands(BandMask(0.5, 0.1, 2000), STFT(), clean, noisy,
+                                                             [0, 2000, 8000])
+    assert nr_lo == pytest.approx(-20 * np.log10(0.5), abs=1e-3) and nr_hi == pytest.approx(20.0, abs=1e-3)
+    assert sd_lo == pytest.approx(20 * np.log10(0.5), abs=1e-3) and sd_hi == pytest.approx(20 * np.log10(0.9), abs=1e-3)
+
+
+def test_band_edges_are_checked_in_one_line():
+    assert error_split.parse_edges("0,1000,8000") == [0.0, 1000.0, 8000.0]
+    for bad in ("0", "1000,500", "0,9000", "0,a"):
+        with pytest.raises(ValueError, match="--bands"):
+            error_split.parse_edges(bad)
+
+
+def test_main_prints_the_band_table(tiny_devset, ckpt, capsys):
+    assert error_split.main(["--devset", str(tiny_devset), "--model", f"s={ckpt}", "--bands", "0,4000,8000"]) == 0
+    out = capsys.readouterr().out
+    assert "0-4 kHz | 4-8 kHz" in out and out.count("| s | ") == 2  # the SNR table's row and the band table's
+    with pytest.raises(SystemExit):
+        error_split.main(["--devset", str(tiny_devset), "--model", f"s={ckpt}", "--bands", "0,9000"])
+    assert "--bands" in capsys.readouterr().err
