@@ -95,7 +95,7 @@ class _Graph:
 
 def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size: int, hidden: int,
                        layers: int, mask_bound: float, opset: int = 17, hops: int = 1, cell: str = "gru",
-                       lookahead: int = 0, mask: str = "complex"):
+                       lookahead: int = 0, mask: str = "complex", local_head: int = 0):
     """The step graph of a ``Student`` as an ``onnx.ModelProto``, ``hops`` (K) frames per run.
 
     ``cell="lstm"``: the ``lstm.*`` parameters (4 gate blocks) run as onnxruntime's ``LSTM``
@@ -121,6 +121,11 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
     directly, ``mask_bound`` folded into the synthesis matrix (the synthesis is linear); no
     mask-magnitude nodes and no mix matmul. ``mask="tanh"``: the same with the gain
     ``tanh(sqrt(raw^2 + eps))`` (four elementwise nodes instead of the Sigmoid).
+
+    ``local_head=k`` (``local_in.weight (Ch, 1 + C, k)``, ``local_act.weight``, ``local_out.weight
+    (C, Ch, 1)``, biases; C = 2 mask channels, or 1): the per-bin refinement adds to the raw mask
+    ``Conv(k) -> PRelu -> Conv(1)`` over [the masked frame's features, the raw mask], each frame a
+    row of the batch axis: seven more nodes (Reshapes, a Concat, two Conv, the activation, an Add).
     """
     from onnx import helper
 
@@ -193,6 +198,8 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
 
     h = g.node("Reshape", [x, g.shape("shape_head_in", K, H)])
     raw = g.node("Gemm", [h, g.const("fc_out_w", p["fc_out.weight"]), g.const("fc_out_b", p["fc_out.bias"])], transB=1)
+    if local_head:
+        raw = _local_refinement(g, p, raw, feat, K, F, 2 if mask == "complex" else 1, local_head, bool(A))
     if mask != "complex":  # ---- one gain per bin: spec * gain(raw), bound folded into the synthesis
         if mask == "real":
             gain = g.node("Sigmoid", [raw], "gain")  # (K, F)
@@ -219,6 +226,24 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
     masked = g.node("Reshape", [masked, g.shape("shape_masked", K, 2 * F)])
     g.node("MatMul", [masked, g.const("dft_inv", inv)], out="out", name="dft_synthesis")  # (K, N_FFT)
     return _finish(g, K, H, A, layers, cell, opset)
+
+
+def _local_refinement(g: "_Graph", p: Mapping[str, np.ndarray], raw: str, feat: str, K: int, F: int, C: int,
+                      k: int, ahead: bool) -> str:
+    """``raw (K, C F)`` plus ``Student``'s per-bin refinement of it from ``feat`` (the masked
+    frames' compressed magnitude in its first ``F`` columns) -> ``(K, C F)``."""
+    if ahead:  # (K, (A + 1) F): frame k's own features come first
+        feat = g.node("Slice", [feat, g.shape("local_mag_start", 0), g.shape("local_mag_end", F), g.shape("axis1", 1)])
+    mag = g.node("Reshape", [feat, g.shape("shape_local_mag", K, 1, F)])
+    raw3 = g.node("Reshape", [raw, g.shape("shape_local_raw", K, C, F)])
+    x = g.node("Concat", [mag, raw3], axis=1)  # (K, 1 + C, F)
+    x = g.node("Conv", [x, g.const("local_in_w", p["local_in.weight"]), g.const("local_in_b", p["local_in.bias"])],
+               pads=[k // 2, k // 2])
+    slope = p["local_act.weight"].reshape(-1)
+    x = g.node("LeakyRelu", [x], alpha=float(slope[0])) if slope.size == 1 else \
+        g.node("PRelu", [x, g.const("local_slope", slope.reshape(-1, 1))])
+    x = g.node("Conv", [x, g.const("local_out_w", p["local_out.weight"]), g.const("local_out_b", p["local_out.bias"])])
+    return g.node("Reshape", [g.node("Add", [raw3, x]), g.shape("shape_local_out", K, C * F)])
 
 
 def _finish(g: "_Graph", K: int, H: int, A: int, layers: int, cell: str, opset: int):
@@ -263,5 +288,5 @@ def student_step_bytes(model, opset: int = 17, hops: int = 1) -> bytes:
     cfg = model.cfg
     params = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
     proto = student_step_model(params, cfg.n_freq, cfg.input_size, cfg.hidden, cfg.layers, cfg.mask_bound, opset, hops,
-                               cfg.cell, cfg.lookahead, cfg.mask)
+                               cfg.cell, cfg.lookahead, cfg.mask, cfg.local_head)
     return proto.SerializeToString()

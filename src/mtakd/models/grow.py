@@ -16,6 +16,10 @@ start silent" variant):
 
 If both sides of a new unit were zero it could never learn (both gradients would be zero).
 
+The per-bin refinement of the mask (``local_head=k``, docs/retention.md) is added the same way:
+fresh weights into its hidden channels, a zero output layer, so the mask is unchanged; a wider
+kernel keeps the old taps in the middle and adds zero taps at both ends.
+
 Look-ahead (``lookahead=L``, docs/lookahead.md) is grown the same way: ``fc_ahead`` reads
 the features of ``L`` more frames, with zero weights, so the mask of frame ``t`` is the small
 student's (tested, offline and streamed; the stream comes ``L`` hops later). The new weights
@@ -65,11 +69,13 @@ def _grow_rows(old: torch.Tensor, gates: int, h_old: int, h_new: int, cols_new: 
 
 
 def grow_student(model: Student, hidden: int | None = None, input_size: int | None = None,
-                 init_scale: float = 1.0, seed: int = 0, lookahead: int | None = None) -> Student:
+                 init_scale: float = 1.0, seed: int = 0, lookahead: int | None = None,
+                 local_head: int | None = None) -> Student:
     """A copy of ``model`` with ``hidden`` recurrent units per layer, ``input_size`` input
-    features and ``lookahead`` frames of look-ahead (each at least the current value; None
-    keeps it), whose output equals ``model``'s for every input (offline and streaming; the
-    state grows to ``(L, B, hidden)``; more look-ahead: see the module docstring).
+    features, ``lookahead`` frames of look-ahead and a per-bin refinement ``local_head`` bins
+    wide (each at least the current value; None keeps it), whose output equals ``model``'s for
+    every input (offline and streaming; the state grows to ``(L, B, hidden)``; more look-ahead
+    and the refinement: see the module docstring).
 
     Raises ``ValueError`` for a size below the current one or a model that is not a Student.
     """
@@ -78,13 +84,15 @@ def grow_student(model: Student, hidden: int | None = None, input_size: int | No
     c = model.cfg
     H, I = hidden or c.hidden, input_size or c.input_size
     A = c.lookahead if lookahead is None else lookahead
-    if H < c.hidden or I < c.input_size or A < c.lookahead:
-        raise ValueError(f"grow_student only grows: hidden {c.hidden} -> {H}, input_size {c.input_size} -> {I} and "
-                         f"lookahead {c.lookahead} -> {A} must not shrink")
+    K = c.local_head if local_head is None else local_head
+    shrinking = [f"{name} {was} -> {now}" for name, was, now in (("hidden", c.hidden, H), ("input_size", c.input_size, I),
+                 ("lookahead", c.lookahead, A), ("local_head", c.local_head, K)) if now < was]
+    if shrinking:
+        raise ValueError(f"grow_student only grows: {', '.join(shrinking)} must not shrink")
     if not init_scale > 0:
         raise ValueError(f"grow_student: init_scale must be > 0 (new units need non-zero incoming weights), got {init_scale}")
     gen = torch.Generator().manual_seed(seed)
-    cfg = dataclasses.replace(c, hidden=H, input_size=I, lookahead=A)
+    cfg = dataclasses.replace(c, hidden=H, input_size=I, lookahead=A, local_head=K)  # checks K
     big = Student(cfg)
     old, new = model.state_dict(), {}
     G = GATES[c.cell]
@@ -114,13 +122,27 @@ def grow_student(model: Student, hidden: int | None = None, input_size: int | No
     w = old["fc_out.weight"]
     new["fc_out.weight"] = torch.cat([w, torch.zeros(w.shape[0], H - c.hidden)], dim=1)
     new["fc_out.bias"] = old["fc_out.bias"]
+    if K:  # the per-bin refinement: old taps centred in a wider kernel, or fresh in, zero out
+        w_in = big.local_in.weight  # (channels, 1 + mask channels, K)
+        if c.local_head:
+            pad = (K - c.local_head) // 2
+            new["local_in.weight"] = torch.nn.functional.pad(old["local_in.weight"], (pad, pad))
+            for key in ("local_in.bias", "local_act.weight", "local_out.weight", "local_out.bias"):
+                new[key] = old[key]
+        else:
+            fan = w_in.shape[1] * K
+            new["local_in.weight"] = _fresh(tuple(w_in.shape), fan, init_scale, gen)
+            new["local_in.bias"] = _fresh((w_in.shape[0],), fan, init_scale, gen)
+            new["local_act.weight"] = big.local_act.weight.detach().clone()
+            new["local_out.weight"] = torch.zeros_like(big.local_out.weight)
+            new["local_out.bias"] = torch.zeros_like(big.local_out.bias)
     big.load_state_dict(new)
     return big.train(model.training)
 
 
 def grow_checkpoint(src: str | Path, out: str | Path, hidden: int | None = None, input_size: int | None = None,
                     init_scale: float = 1.0, seed: int = 0, overwrite: bool = False,
-                    lookahead: int | None = None) -> Student:
+                    lookahead: int | None = None, local_head: int | None = None) -> Student:
     """Read a student checkpoint (a path or ``pretrained:student``), grow it, write ``out``
     (atomically; refuses to replace a file unless ``overwrite``). The new file's training record
     says what it was grown from; its run config is the source's, with the new model size."""
@@ -136,12 +158,13 @@ def grow_checkpoint(src: str | Path, out: str | Path, hidden: int | None = None,
     if meta["model"]["name"] != "student":
         raise ValueError(f"{path}: holds a {meta['model']['name']}, and only a student can be grown")
     big = grow_student(model, hidden=hidden, input_size=input_size, init_scale=init_scale, seed=seed,
-                       lookahead=lookahead)
+                       lookahead=lookahead, local_head=local_head)
     config = dict(meta.get("config") or {})
     if isinstance(config.get("model"), dict):
         config["model"] = {**config["model"], "args": {**(config["model"].get("args") or {}),
                                                          "hidden": big.cfg.hidden, "input_size": big.cfg.input_size,
-                                                         "lookahead": big.cfg.lookahead}}
+                                                         "lookahead": big.cfg.lookahead,
+                                                         "local_head": big.cfg.local_head}}
     train = {"grown_from": str(path), "grown_from_args": meta["model"]["args"], "grow_seed": seed,
              "grow_init_scale": init_scale}
     save_checkpoint(out, big, config=config, train=train)
