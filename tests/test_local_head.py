@@ -148,3 +148,15 @@ def test_grow_cli_adds_the_refinement_and_says_how_to_fine_tune(tmp_path, capsys
         assert torch.equal(big.eval()(spec), small(spec))
     assert main(["grow", str(src), "--local-head", "4", "-o", str(tmp_path / "x.safetensors")]) == 2
     assert "local_head" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("lookahead,extra", [(0, 8), (1, 9)])
+def test_the_step_graph_grows_by_the_documented_nodes(lookahead, extra):
+    onnx = pytest.importorskip("onnx")
+    from mtakd.export import onnx_bytes
+
+    torch.manual_seed(0)
+    plain = build_model("student", {**SMALL, "lookahead": lookahead}).eval()
+    refined = build_model("student", {**SMALL, "lookahead": lookahead, "local_head": 3}).eval()
+    n = [len(onnx.load_from_string(onnx_bytes(m, kind="step", verify=False)[0]).graph.node) for m in (plain, refined)]
+    assert n[1] - n[0] == extra

@@ -19,10 +19,10 @@ def cmd_grow(args) -> int:
         return 2
     n = sum(p.numel() for p in big.parameters())
     c = big.cfg
+    refine = f", per-bin refinement {c.local_head} bins" if c.local_head else ""
     print(f"wrote {args.output} (student {c.cell.upper()} {c.layers}x{c.hidden}, input {c.input_size}, "
-          f"look-ahead {c.lookahead} frame(s)"
-          + (f", per-bin refinement {c.local_head} bins" if c.local_head else "") + f", {n:,} parameters; the same output as {args.checkpoint}). Fine-tune it "
-          f"with init={args.output} model.args.hidden={c.hidden} model.args.input_size={c.input_size}"
+          f"look-ahead {c.lookahead} frame(s){refine}, {n:,} parameters; the same output as {args.checkpoint}). "
+          f"Fine-tune it with init={args.output} model.args.hidden={c.hidden} model.args.input_size={c.input_size}"
           + (f" model.args.lookahead={c.lookahead}" if c.lookahead else "")
           + (f" model.args.local_head={c.local_head}" if c.local_head else ""))
     return 0

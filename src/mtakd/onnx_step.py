@@ -125,7 +125,8 @@ def student_step_model(params: Mapping[str, np.ndarray], n_freq: int, input_size
     ``local_head=k`` (``local_in.weight (Ch, 1 + C, k)``, ``local_act.weight``, ``local_out.weight
     (C, Ch, 1)``, biases; C = 2 mask channels, or 1): the per-bin refinement adds to the raw mask
     ``Conv(k) -> PRelu -> Conv(1)`` over [the masked frame's features, the raw mask], each frame a
-    row of the batch axis: seven more nodes (Reshapes, a Concat, two Conv, the activation, an Add).
+    row of the batch axis: eight more nodes (three Reshapes, a Concat, two Conv, the activation,
+    an Add), and a Slice of the masked frame's features with look-ahead.
     """
     from onnx import helper
 

@@ -16,7 +16,7 @@ start silent" variant):
 
 If both sides of a new unit were zero it could never learn (both gradients would be zero).
 
-The per-bin refinement of the mask (``local_head=k``, docs/retention.md) is added the same way:
+The per-bin refinement of the mask (``local_head=k``, docs/local_head.md) is added the same way:
 fresh weights into its hidden channels, a zero output layer, so the mask is unchanged; a wider
 kernel keeps the old taps in the middle and adds zero taps at both ends.
 
