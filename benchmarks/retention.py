@@ -20,6 +20,7 @@ over its seeds file by file::
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import re
 import sys
@@ -46,8 +47,6 @@ def noise_class(noise_file: str) -> str:
 def read_groups(set_dir: Path, names) -> dict[str, dict[str, str]]:
     """``{"SNR": {file: label}, "noise": {file: label}}`` from ``set_dir/manifest.csv`` for the
     scored ``names``; a set without a manifest (or without a column) gives fewer groupings."""
-    import csv
-
     path = set_dir / "manifest.csv"
     if not path.is_file():
         return {}
@@ -104,7 +103,10 @@ def group_table(grouping: str, labels: dict[str, str], students: dict[str, dict]
     if not grouping:
         order = []
     elif grouping == "noise":
-        order = sorted(members, key=lambda g: (retention(first, teacher, noisy, members[g], "pesq", n_boot=1)["kept"], g))
+        def kept(g: str) -> float:  # a group whose teacher gains nothing has no share: last
+            k = retention(first, teacher, noisy, members[g], "pesq", n_boot=1)["kept"]
+            return k if math.isfinite(k) else math.inf
+        order = sorted(members, key=lambda g: (kept(g), g))
     else:
         order = sorted(members, key=lambda g: float(g.split()[0]))
     head = [grouping or "files", "n", "noisy PESQ-WB", "teacher PESQ-WB gain", "teacher SI-SDRi"]
