@@ -331,3 +331,17 @@ def model_args(ap, specs: list[str], devset: Path) -> dict[str, Path]:
     if not (Path(devset) / "clean").is_dir() or not (Path(devset) / "noisy").is_dir():
         ap.error(f"{devset}: no clean/ and noisy/ folders of paired files")
     return models
+
+
+def models_on_files(devset: Path, models: dict[str, Path], max_files: int | None = None):
+    """``(items, stft, [(name, model), ...])``: a paired set's files (evenly spaced, read once for
+    every model; each a dict with ``name``, ``clean``, ``noisy``), the STFT, and each checkpoint
+    loaded for inference, lazily in turn (one model in memory at a time)."""
+    from mtakd.checkpoint import load_model
+    from mtakd.data import PairedDataset
+    from mtakd.stft import STFT
+
+    pairs = PairedDataset(devset, max_files)
+    items = [pairs[i] for i in range(len(pairs))]
+    return items, STFT(), ((name, load_model(path).eval()) for name, path in models.items())
+

@@ -31,9 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_common import devset_snrs, emit, model_args
-from mtakd.checkpoint import load_model
-from mtakd.data import PairedDataset
+from bench_common import devset_snrs, emit, model_args, models_on_files
 from mtakd.stft import N_FFT, SAMPLE_RATE, STFT, apply_mask
 
 
@@ -82,12 +80,9 @@ def split_bands(model: torch.nn.Module, stft: STFT, clean: np.ndarray, noisy: np
 def run_bands(devset: Path, models: dict[str, Path], edges: list[float],
               max_files: int | None = None) -> dict[str, np.ndarray]:
     """``{model name: (files, bands, 2) array of (SD, NR)}``."""
-    pairs = PairedDataset(devset, max_files)
-    items = [pairs[i] for i in range(len(pairs))]
-    stft = STFT()
+    items, stft, loaded = models_on_files(devset, models, max_files)
     out = {}
-    for name, path in models.items():
-        model = load_model(path).eval()
+    for name, model in loaded:
         out[name] = np.asarray([split_bands(model, stft, np.asarray(it["clean"]), np.asarray(it["noisy"]), edges)
                                 for it in items])
     return out
@@ -120,12 +115,9 @@ def run(devset: Path, models: dict[str, Path], max_files: int | None = None) -> 
     manifest's (``mtakd build-devset`` writes it). A set without a manifest (recorded pairs
     such as VoiceBank-DEMAND's) is one group, keyed None, shown as "all"."""
     snr = devset_snrs(devset)
-    pairs = PairedDataset(devset, max_files)  # evenly spaced files, read once for all models
-    items = [pairs[i] for i in range(len(pairs))]
-    stft = STFT()
+    items, stft, loaded = models_on_files(devset, models, max_files)
     out: dict[str, dict[float, list[tuple[float, float]]]] = {}
-    for name, path in models.items():
-        model = load_model(path).eval()
+    for name, model in loaded:
         per: dict[float, list[tuple[float, float]]] = defaultdict(list)
         for it in items:
             per[snr[it["name"]]].append(split(model, stft, np.asarray(it["clean"]), np.asarray(it["noisy"])))

@@ -24,9 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_common import devset_snrs, emit, model_args
-from mtakd.checkpoint import load_model
-from mtakd.data import PairedDataset
+from bench_common import devset_snrs, emit, model_args, models_on_files
 from mtakd.metrics import pesq_wb, si_sdr
 from mtakd.stft import STFT, apply_mask
 
@@ -75,12 +73,9 @@ def run(devset: Path, models: dict[str, Path], betas: list[Setting], with_pesq: 
         max_files: int | None = None) -> dict[str, dict[float | None, list[list[tuple[float, float]]]]]:
     """``{model: {input snr: [per file: [(SI-SDRi, PESQ-WB) per beta]]}}``."""
     snr = devset_snrs(devset)
-    pairs = PairedDataset(devset, max_files)
-    items = [pairs[i] for i in range(len(pairs))]
-    stft = STFT()
+    items, stft, loaded = models_on_files(devset, models, max_files)
     out = {}
-    for name, path in models.items():
-        model = load_model(path).eval()
+    for name, model in loaded:
         per: dict = defaultdict(list)
         for it in items:
             per[snr[it["name"]]].append(scores(model, stft, it["clean"], it["noisy"], betas, with_pesq))

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from bench_common import emit
-from paired_by_snr import seed_tables
+from paired_by_snr import parse_pairs, seed_tables
 
 METRICS = {"pesq": "PESQ-WB", "si_sdr_i": "SI-SDRi"}
 
@@ -89,11 +89,7 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", help="cached set name: dev, vbd or an --extra NAME (repeatable; default dev)")
     ap.add_argument("--out", help="write the markdown here (default: print it)")
     args = ap.parse_args(argv)
-    pairs = []
-    for p in args.pair:
-        if p.count(":") != 1:
-            ap.error(f"--pair {p!r}: expected A:B")
-        pairs.append(tuple(p.split(":")))
+    pairs = parse_pairs(ap, args.pair)
     head = ["Per-file oracle choice between two variants, over the better variant's mean, against the "
             "same for two seeds of one variant (chance); excess = oracle - mean chance.", ""]
     emit("\n".join(head + table(args.runs, pairs, args.set or ["dev"])) + "\n", args.out)

@@ -87,6 +87,16 @@ def table(runs: Path, pairs: list[tuple[str, str]], key: str = "dev", snr_of: di
     return "\n".join(lines)
 
 
+def parse_pairs(ap: argparse.ArgumentParser, values: list[str]) -> list[tuple[str, str]]:
+    """``--pair A:B`` values -> ``[(A, B)]``; a value without exactly one colon is ``ap.error``."""
+    pairs = []
+    for p in values:
+        if p.count(":") != 1:
+            ap.error(f"--pair {p!r}: expected A:B")
+        pairs.append(tuple(p.split(":")))
+    return pairs
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", required=True, type=Path, help="folder of run folders scored by results.py")
@@ -96,11 +106,7 @@ def main(argv=None) -> int:
     ap.add_argument("--metric", action="append", choices=sorted(METRICS), metavar="NAME",
                     help=f"a per-file score to compare (repeatable; one of {', '.join(METRICS)}; default: pesq and si_sdr_i)")
     args = ap.parse_args(argv)
-    pairs = []
-    for p in args.pair:
-        if p.count(":") != 1:
-            ap.error(f"--pair {p!r}: expected A:B")
-        pairs.append(tuple(p.split(":")))
+    pairs = parse_pairs(ap, args.pair)
     snr_of = measured_snrs(args.snr_from) if args.snr_from else None
     print("Mean per-file difference A - B by input SNR (p: Wilcoxon signed-rank; A better in k/n files):\n")
     print(table(args.runs, pairs, args.set, snr_of, tuple(args.metric or DEFAULT_METRICS)))

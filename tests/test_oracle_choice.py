@@ -54,3 +54,14 @@ def test_one_seed_has_no_chance_figure(tmp_path):
     tab = {v: oracle_choice.seed_tables(tmp_path, v, "dev") for v in "ab"}
     with pytest.raises(SystemExit, match="two seeds"):
         oracle_choice.compare(tab["a"], tab["b"], "si_sdr_i")
+
+
+def test_cli_reads_pairs_and_rejects_a_pair_without_a_colon(tmp_path, capsys):
+    for v in "ab":
+        for seed in (0, 1):
+            _write(tmp_path / f"{v}_s{seed}", [1.0, 2.0, 3.0])
+    assert oracle_choice.main(["--runs", str(tmp_path), "--pair", "a:b"]) == 0
+    assert "| a : b | dev | SI-SDRi | 2 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        oracle_choice.main(["--runs", str(tmp_path), "--pair", "ab"])
+    assert "expected A:B" in capsys.readouterr().err
