@@ -44,9 +44,9 @@ parameters and 2.2 M MAC/s at k = 5 with 8 channels). Why: the shipped student r
 less noise than its teacher in every band at no more speech distortion (docs/retention.md).
 Per frame, so it streams unchanged. Its output layer starts at zero, so a student grown with it
 (``mtakd grow --local-head k``) starts as the student it came from, exactly. Tried as a CPU
-fine-tune of v0.13 against a same-seed control (docs/local_head.md), it used the detail to
-distort speech 0.2 dB less, not to remove more noise: +0.03 dB SI-SDRi, PESQ-WB level. So it is
-off by default.
+fine-tune of v0.13 against same-seed controls, with and without the weighted T-F loss
+(docs/local_head.md), it used the detail to distort speech 0.2-0.3 dB less, not to remove more
+noise: +0.01 to +0.07 dB SI-SDRi, PESQ-WB level or lower. So it is off by default.
 
 Look-ahead (``lookahead = L`` frames, default 0): the mask of frame ``t`` is computed from
 the frames up to ``t + L``. Why: the teacher sees the whole utterance, the student only the
