@@ -40,52 +40,34 @@ def _db(num: float, den: float) -> float:
 
 
 @torch.inference_mode()
-def split(model: torch.nn.Module, stft: STFT, clean: np.ndarray, noisy: np.ndarray) -> tuple[float, float]:
-    """``(SD dB, NR dB)`` for one file: the mask from ``noisy`` applied to its two parts."""
-    s = torch.from_numpy(clean).float()[None]
-    y = torch.from_numpy(noisy).float()[None]
-    n = y - s
-    mask = model(stft(y))  # (1, 2, T, F)
-    s_hat = stft.inverse(apply_mask(stft(s), mask), s.shape[-1])[0].numpy()
-    n_hat = stft.inverse(apply_mask(stft(n), mask), s.shape[-1])[0].numpy()
-    s0, n0 = clean.astype(np.float64), n[0].numpy().astype(np.float64)
-    sd = _db(float(np.sum((s0 - s_hat) ** 2)), float(np.sum(s0 ** 2)))
-    nr = _db(float(np.sum(n0 ** 2)), float(np.sum(n_hat.astype(np.float64) ** 2)))
-    return sd, nr
-
-
-@torch.inference_mode()
-def split_bands(model: torch.nn.Module, stft: STFT, clean: np.ndarray, noisy: np.ndarray,
-                edges: list[float]) -> list[tuple[float, float]]:
-    """``[(SD dB, NR dB)]`` per frequency band ``[edges[i], edges[i+1])`` Hz (the last band
-    includes its upper edge) for one file, from the STFT-domain energies of the speech and
-    noise parts and of what the mask leaves of them, summed over the band's bins and frames."""
+def split(model: torch.nn.Module, stft: STFT, clean: np.ndarray, noisy: np.ndarray,
+          edges: list[float] | None = None) -> tuple[float, float, list[tuple[float, float]]]:
+    """``(SD dB, NR dB, bands)`` for one file: the mask from ``noisy`` applied to its two parts.
+    ``bands``: with band ``edges`` (Hz), ``[(SD dB, NR dB)]`` per band ``[edges[i], edges[i+1])``
+    (the last includes its upper edge), from the STFT-domain energies of the two parts and of
+    what the mask leaves of them, summed over the band's bins and frames; else ``[]``. The mask
+    is computed once for both."""
     s = torch.from_numpy(clean).float()[None]
     n = torch.from_numpy(noisy).float()[None] - s
     S, N = stft(s), stft(n)  # (1, 2, T, F)
-    mask = model(S + N)
-    power = lambda x: (x * x).sum(1)[0].double()  # noqa: E731  (T, F)
-    err_s, ps = power(apply_mask(S, mask) - S), power(S)
-    pn, pn_hat = power(N), power(apply_mask(N, mask))
-    freqs = np.arange(S.shape[-1]) * SAMPLE_RATE / N_FFT
-    out = []
-    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        last = i == len(edges) - 2
-        sel = torch.from_numpy((freqs >= lo) & ((freqs <= hi) if last else (freqs < hi)))
-        out.append((_db(float(err_s[:, sel].sum()), float(ps[:, sel].sum())),
-                    _db(float(pn[:, sel].sum()), float(pn_hat[:, sel].sum()))))
-    return out
-
-
-def run_bands(devset: Path, models: dict[str, Path], edges: list[float],
-              max_files: int | None = None) -> dict[str, np.ndarray]:
-    """``{model name: (files, bands, 2) array of (SD, NR)}``."""
-    items, stft, loaded = models_on_files(devset, models, max_files)
-    out = {}
-    for name, model in loaded:
-        out[name] = np.asarray([split_bands(model, stft, np.asarray(it["clean"]), np.asarray(it["noisy"]), edges)
-                                for it in items])
-    return out
+    mask = model(stft(torch.from_numpy(noisy).float()[None]))
+    S_hat, N_hat = apply_mask(S, mask), apply_mask(N, mask)
+    s_hat = stft.inverse(S_hat, s.shape[-1])[0].numpy()
+    n_hat = stft.inverse(N_hat, s.shape[-1])[0].numpy()
+    s0, n0 = clean.astype(np.float64), n[0].numpy().astype(np.float64)
+    sd = _db(float(np.sum((s0 - s_hat) ** 2)), float(np.sum(s0 ** 2)))
+    nr = _db(float(np.sum(n0 ** 2)), float(np.sum(n_hat.astype(np.float64) ** 2)))
+    bands = []
+    if edges:
+        power = lambda x: (x * x).sum(1)[0].double()  # noqa: E731  (T, F)
+        err_s, ps, pn, pn_hat = power(S_hat - S), power(S), power(N), power(N_hat)
+        freqs = np.arange(S.shape[-1]) * SAMPLE_RATE / N_FFT
+        for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+            last = i == len(edges) - 2
+            sel = torch.from_numpy((freqs >= lo) & ((freqs <= hi) if last else (freqs < hi)))
+            bands.append((_db(float(err_s[:, sel].sum()), float(ps[:, sel].sum())),
+                          _db(float(pn[:, sel].sum()), float(pn_hat[:, sel].sum()))))
+    return sd, nr, bands
 
 
 def band_table(res: dict[str, np.ndarray], edges: list[float]) -> str:
@@ -110,19 +92,28 @@ def parse_edges(text: str) -> list[float]:
     return edges
 
 
-def run(devset: Path, models: dict[str, Path], max_files: int | None = None) -> dict[str, dict[float | None, list[tuple[float, float]]]]:
-    """``{model name: {input snr: [(SD, NR) per file]}}``; the input SNR per file is the
-    manifest's (``mtakd build-devset`` writes it). A set without a manifest (recorded pairs
-    such as VoiceBank-DEMAND's) is one group, keyed None, shown as "all"."""
+def run(devset: Path, models: dict[str, Path], max_files: int | None = None, edges: list[float] | None = None
+        ) -> tuple[dict[str, dict[float | None, list[tuple[float, float]]]], dict[str, np.ndarray]]:
+    """One pass over the set per model: ``({model name: {input snr: [(SD, NR) per file]}},
+    {model name: (files, bands, 2) array of (SD, NR)})`` (the second empty without band
+    ``edges``). The input SNR per file is the manifest's (``mtakd build-devset`` writes it); a
+    set without a manifest (recorded pairs such as VoiceBank-DEMAND's) is one group, keyed None,
+    shown as "all"."""
     snr = devset_snrs(devset)
     items, stft, loaded = models_on_files(devset, models, max_files)
     out: dict[str, dict[float, list[tuple[float, float]]]] = {}
+    bands: dict[str, np.ndarray] = {}
     for name, model in loaded:
         per: dict[float, list[tuple[float, float]]] = defaultdict(list)
+        per_band = []
         for it in items:
-            per[snr[it["name"]]].append(split(model, stft, np.asarray(it["clean"]), np.asarray(it["noisy"])))
+            sd, nr, b = split(model, stft, np.asarray(it["clean"]), np.asarray(it["noisy"]), edges)
+            per[snr[it["name"]]].append((sd, nr))
+            per_band.append(b)
         out[name] = dict(per)
-    return out
+        if edges:
+            bands[name] = np.asarray(per_band)
+    return out, bands
 
 
 def table(res: dict[str, dict[float | None, list[tuple[float, float]]]]) -> str:
@@ -154,9 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         ap.error(str(e))
     models = model_args(ap, a.model, a.devset)
-    text = table(run(a.devset, models, a.max_files))
+    per_snr, bands = run(a.devset, models, a.max_files, edges)
+    text = table(per_snr)
     if edges:
-        text += "\n" + band_table(run_bands(a.devset, models, edges, a.max_files), edges)
+        text += "\n" + band_table(bands, edges)
     emit(text, a.out)
     return 0
 

@@ -41,7 +41,8 @@ def _pair(seed: int = 0, n: int = 16000) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("gain", [1.0, 0.5, 0.1])
 def test_a_constant_mask_gives_its_gain_as_distortion_and_reduction(gain):
     clean, noisy = _pair()
-    sd, nr = error_split.split(ConstantMask(gain), STFT(), clean, noisy)
+    sd, nr, bands = error_split.split(ConstantMask(gain), STFT(), clean, noisy)
+    assert bands == []
     # |s - g s|^2 / |s|^2 = (1 - g)^2; |n|^2 / |g n|^2 = 1 / g^2 (the STFT reconstructs exactly)
     want_sd = 20 * np.log10(1 - gain) if gain < 1 else -np.inf
     assert nr == pytest.approx(-20 * np.log10(gain), abs=1e-3)
@@ -103,7 +104,7 @@ class BandMask(nn.Module):
 
 def test_bands_give_each_band_its_own_gain():
     clean, noisy = _pair()
-    (sd_lo, nr_lo), (sd_hi, nr_hi) = error_split.split_bands(BandMask(0.5, 0.1, 2000), STFT(), clean, noisy,
+    *_, ((sd_lo, nr_lo), (sd_hi, nr_hi)) = error_split.split(BandMask(0.5, 0.1, 2000), STFT(), clean, noisy,
                                                              [0, 2000, 8000])
     assert nr_lo == pytest.approx(-20 * np.log10(0.5), abs=1e-3) and nr_hi == pytest.approx(20.0, abs=1e-3)
     assert sd_lo == pytest.approx(20 * np.log10(0.5), abs=1e-3) and sd_hi == pytest.approx(20 * np.log10(0.9), abs=1e-3)
